@@ -1,0 +1,7 @@
+"""``python -m promptlab``."""
+
+import sys
+
+from promptlab.cli import main
+
+sys.exit(main())

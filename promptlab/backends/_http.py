@@ -1,0 +1,42 @@
+"""Small HTTP helpers shared by the server backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+PROBE_TIMEOUT = 3.0
+
+
+async def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
+    """GET a JSON document with a short timeout (for probes, not model calls)."""
+    async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as client:
+        response = await client.get(url, headers=headers)
+        response.raise_for_status()
+        return response.json()
+
+
+def post_json_sync(url: str, body: dict[str, Any]) -> Any:
+    """POST and read a JSON document synchronously with a short timeout."""
+    response = httpx.post(url, json=body, timeout=PROBE_TIMEOUT)
+    response.raise_for_status()
+    return response.json()
+
+
+def get_json_sync(url: str, headers: dict[str, str] | None = None) -> Any:
+    """GET a JSON document synchronously with a short timeout."""
+    response = httpx.get(url, headers=headers, timeout=PROBE_TIMEOUT)
+    response.raise_for_status()
+    return response.json()
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short reason for a failed probe."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused"
+    return f"{type(exc).__name__}: {exc}"

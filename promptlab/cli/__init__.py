@@ -1,0 +1,101 @@
+"""The ``promptlab`` command. Subcommands import their heavy parts only when they run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from promptlab import __version__
+from promptlab.errors import PromptlabError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", "-b", help="backend profile (default: the project's default_backend)"
+    )
+    parser.add_argument("--url", help="override the backend's server URL")
+    parser.add_argument(
+        "--model",
+        "-m",
+        action="append",
+        default=[],
+        metavar="LOGICAL=NAME",
+        help="override a logical model's concrete name, e.g. -m chat=llama3.2 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (imports nothing heavy)."""
+    parser = argparse.ArgumentParser(
+        prog="promptlab",
+        description="Declare LLM flows once, iterate on Ollama, prove them on vLLM.",
+    )
+    parser.add_argument("--version", action="version", version=f"promptlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run a flow once (or chat with it) on a backend",
+        description="Run a flow on a backend. FLOW is path/to/file.py[@name].",
+    )
+    run.add_argument("flow", metavar="FLOW", help="path/to/file.py[@name]")
+    _add_backend_flags(run)
+    given = run.add_mutually_exclusive_group()
+    given.add_argument("--input", metavar="JSON", help='input as a JSON object, e.g. \'{"q": "hi"}\'')
+    given.add_argument("--input-file", metavar="PATH", help="input from a JSON file")
+    run.add_argument(
+        "-i",
+        dest="pairs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one input field (repeatable); JSON values ([..], {..}, numbers) are parsed",
+    )
+    run.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+    run.add_argument("--chat", action="store_true", help="multi-turn session on stdin")
+    run.add_argument("--json", action="store_true", help="print the full result as JSON")
+    run.add_argument("--no-track", action="store_true", help="do not record an MLflow trace")
+
+    lst = sub.add_parser("list", help="list the flows in a file or folder")
+    lst.add_argument("path", nargs="?", default="flows", help="file or folder (default: flows)")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+
+    backends = sub.add_parser("backends", help="show configured backends and whether each answers")
+    backends.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _handler(command: str) -> Handler:
+    if command == "run":
+        from promptlab.cli.run import run_command
+
+        return run_command
+    if command == "list":
+        from promptlab.cli.inspect import list_command
+
+        return list_command
+    from promptlab.cli.inspect import backends_command
+
+    return backends_command
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: one line and an exit code for every expected error, never a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _handler(args.command)(args)
+    except PromptlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Project configuration: backend profiles and the tracking store.
+
+promptlab reads ``promptlab.toml`` (or ``[tool.promptlab]`` in ``pyproject.toml``) from the
+project root, the nearest folder upwards holding one of them. A profile maps the logical
+model names that flows use (``chat``, ``embed``) to concrete models on one server:
+
+```toml
+default_backend = "ollama"
+
+[backends.ollama]
+kind = "ollama"
+url = "http://localhost:11434"
+models = { chat = "smollm2:135m", embed = "all-minilm" }
+
+[backends.vllm]
+kind = "vllm"
+models.chat = "smollm2-135m"
+models.embed = { name = "all-minilm", url = "http://localhost:8001/v1" }
+```
+
+Precedence, lowest first: built-in defaults, the config file, environment variables
+(``OLLAMA_HOST``, ``OPENAI_BASE_URL``, ``PROMPTLAB_<PROFILE>_URL``,
+``PROMPTLAB_<PROFILE>_<MODEL>_URL``, ``PROMPTLAB_BACKEND``, ``PROMPTLAB_TRACKING_URI``), then
+CLI flags.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from promptlab.errors import ConfigError
+
+ToolMode = Literal["auto", "native", "json"]
+BUILTIN_KINDS = ("ollama", "vllm", "openai", "llamacpp")
+STATE_DIR = ".promptlab"
+
+
+class ModelSpec(BaseModel):
+    """Where a logical model lives on a backend."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    url: str | None = None
+    path: str | None = None
+    context_window: int | None = Field(default=None, gt=0)
+    chat_format: str | None = None
+    tools: ToolMode = "auto"
+
+    @property
+    def label(self) -> str:
+        """The concrete model's name, or its file name when it is a local file."""
+        return self.name or (Path(self.path).name if self.path else "?")
+
+
+class Profile(BaseModel):
+    """A named backend: a kind of server, where it is, and which models it serves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: str
+    url: str | None = None
+    api_key_env: str | None = None
+    timeout: float = Field(default=120.0, gt=0)
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_from_strings(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: {"name": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    def model(self, logical: str) -> ModelSpec:
+        """The concrete model for a logical name, or a ConfigError naming the fix."""
+        try:
+            return self.models[logical]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ConfigError(
+                f"backend '{self.name}' maps no model '{logical}' (it maps: {known}): add "
+                f"`models.{logical} = \"...\"` under [backends.{self.name}] in promptlab.toml"
+            ) from None
+
+
+class Settings(BaseModel):
+    """The whole project configuration after every override is applied."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: Path
+    default_backend: str = "ollama"
+    tracking_uri: str | None = None
+    experiment: str = "promptlab"
+    backends: dict[str, Profile] = Field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path:
+        """Folder for promptlab's local state: tracking store, vector indexes."""
+        return self.root / STATE_DIR
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """The MLflow tracking URI: configured, or a sqlite file in the state folder."""
+        return self.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    def profile(self, name: str | None = None) -> Profile:
+        """The profile called ``name`` (default: the default backend)."""
+        name = name or self.default_backend
+        try:
+            return self.backends[name]
+        except KeyError:
+            known = ", ".join(sorted(self.backends))
+            raise ConfigError(
+                f"unknown backend '{name}': use one of {known}, or add [backends.{name}] "
+                "to promptlab.toml"
+            ) from None
+
+
+def _ollama_url(host: str) -> str:
+    """OLLAMA_HOST as Ollama reads it: ``host[:port]`` or a full URL."""
+    url = host if "://" in host else f"http://{host}"
+    return url if url.rsplit(":", 1)[-1].isdigit() else f"{url}:11434"
+
+
+def _builtin_profiles(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    return {
+        "ollama": {"kind": "ollama", "url": "http://localhost:11434"},
+        "vllm": {"kind": "vllm", "url": "http://localhost:8000/v1", "api_key_env": "VLLM_API_KEY"},
+        "openai": {
+            "kind": "openai",
+            "url": env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            "api_key_env": "OPENAI_API_KEY",
+        },
+        "llamacpp": {"kind": "llamacpp"},
+    }
+
+
+def _env_name(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def find_root(start: Path) -> Path:
+    """The nearest folder from ``start`` upwards with promptlab.toml or pyproject.toml."""
+    start = start.resolve()
+    for folder in [start, *start.parents]:
+        if (folder / "promptlab.toml").is_file() or (folder / "pyproject.toml").is_file():
+            return folder
+    return start
+
+
+def _read_file(root: Path) -> dict[str, Any]:
+    path = root / "promptlab.toml"
+    try:
+        if path.is_file():
+            return tomllib.loads(path.read_text())
+        pyproject = root / "pyproject.toml"
+        if pyproject.is_file():
+            data = tomllib.loads(pyproject.read_text()).get("tool", {}).get("promptlab", {})
+            return dict(data)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc}): fix the file") from None
+    return {}
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(
+    start: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the project config from ``start`` upwards and apply env and CLI overrides."""
+    env = os.environ if env is None else env
+    root = find_root(start or Path.cwd())
+    data = _read_file(root)
+    backends = _merge(_builtin_profiles(env), data.pop("backends", {}))
+    for name, profile in backends.items():
+        profile.setdefault("kind", name)
+        if profile["kind"] == "ollama" and env.get("OLLAMA_HOST"):
+            profile["url"] = _ollama_url(env["OLLAMA_HOST"])
+        prefix = f"PROMPTLAB_{_env_name(name)}_"
+        if env.get(f"{prefix}URL"):
+            profile["url"] = env[f"{prefix}URL"]
+        for logical, spec in dict(profile.get("models", {})).items():
+            model_url = env.get(f"{prefix}{_env_name(logical)}_URL")
+            if model_url:
+                spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+                profile.setdefault("models", {})[logical] = {**spec, "url": model_url}
+    data["backends"] = {name: {"name": name, **p} for name, p in backends.items()}
+    if "PROMPTLAB_BACKEND" in env:
+        data["default_backend"] = env["PROMPTLAB_BACKEND"]
+    if "PROMPTLAB_TRACKING_URI" in env:
+        data["tracking_uri"] = env["PROMPTLAB_TRACKING_URI"]
+    data = _merge(data, overrides or {})
+    try:
+        return Settings(root=root, **data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{root / 'promptlab.toml'}: {where}: {first['msg']}: fix this key"
+        ) from None

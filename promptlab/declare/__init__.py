@@ -1,0 +1,8 @@
+"""What a user declares: prompts, retrievers, agents and the flows composing them."""
+
+from promptlab.declare.agent import Agent, Tool
+from promptlab.declare.flow import Flow, Step
+from promptlab.declare.prompt import Prompt, Sampling
+from promptlab.declare.retriever import Retriever
+
+__all__ = ["Agent", "Flow", "Prompt", "Retriever", "Sampling", "Step", "Tool"]

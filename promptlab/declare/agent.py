@@ -1,0 +1,174 @@
+"""Agent: a prompt that may call tools (plain typed Python functions) for a bounded number of steps."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any, Literal, get_type_hints
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+
+from promptlab.config import ToolMode
+from promptlab.declare.prompt import Prompt
+from promptlab.errors import DeclarationError
+
+
+class Tool:
+    """A plain typed Python function made callable by a model.
+
+    The name is the function's name, the description its docstring's first paragraph and
+    the arguments its typed parameters (``Annotated[int, Field(description=...)]`` works).
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        if not callable(fn) or not getattr(fn, "__name__", None):
+            raise DeclarationError(f"tool {fn!r} is not a named function: pass a def")
+        self.fn = fn
+        self.name: str = fn.__name__
+        doc = inspect.getdoc(fn) or ""
+        self.description = doc.split("\n\n")[0].strip() or self.name.replace("_", " ")
+        self.args_model = _args_model(fn)
+
+    def schema(self) -> dict[str, Any]:
+        """JSON schema of the arguments."""
+        return self.args_model.model_json_schema()
+
+    def openai_spec(self) -> dict[str, Any]:
+        """The tool in OpenAI's function-calling format (what Ollama and vLLM accept)."""
+        params = self.schema()
+        params.pop("title", None)
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": params},
+        }
+
+    async def call(self, arguments: dict[str, Any]) -> Any:
+        """Validate the arguments and run the function (sync functions in a thread)."""
+        args = self.args_model.model_validate(arguments)
+        kwargs = {name: getattr(args, name) for name in type(args).model_fields}
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(**kwargs)
+        return await asyncio.to_thread(self.fn, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name})"
+
+
+def _args_model(fn: Callable[..., Any]) -> type[BaseModel]:
+    hints = get_type_hints(fn, include_extras=True)
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise DeclarationError(f"tool {fn.__name__}: *args/**kwargs are not supported")
+        if param.name not in hints:
+            raise DeclarationError(
+                f"tool {fn.__name__}: parameter '{param.name}' has no type: annotate it"
+            )
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (hints[param.name], default)
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        f"{fn.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return model
+
+
+def describe_error(exc: BaseException) -> str:
+    """A tool failure as a short text the model can read and react to."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"invalid arguments: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def to_text(value: Any) -> str:
+    """A tool result as text for the model."""
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class Agent(BaseModel):
+    """A prompt with tools, run in a loop until it answers or reaches ``max_steps``.
+
+    ``tools="auto"`` uses the backend's native tool calling where the model supports it, and
+    otherwise a JSON loop: each step the model must answer with JSON naming a tool and its
+    arguments, or the final answer (constrained decoding keeps it valid). Every step is
+    recorded in the result and the trace.
+
+    Example:
+        ```python
+        def order_status(order_id: str) -> dict:
+            \"\"\"Look up an order by id.\"\"\"
+            ...
+
+        helper = Agent(name="helper", prompt=Prompt(name="p", user="{question}"),
+                       tools=[order_status], max_steps=4)
+        ```
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    prompt: Prompt
+    tools: tuple[Tool, ...] = Field(min_length=1)
+    max_steps: int = Field(default=5, ge=1, le=50)
+    tool_mode: ToolMode = "auto"
+
+    def __init__(self, **data: Any) -> None:
+        tools = data.get("tools")
+        if tools is not None:
+            data["tools"] = tuple(t if isinstance(t, Tool) else Tool(t) for t in tools)
+        super().__init__(**data)
+
+    @model_validator(mode="after")
+    def _unique_tools(self) -> Agent:
+        names = [t.name for t in self.tools]
+        if len(set(names)) != len(names) or "final_answer" in names:
+            raise ValueError(f"tool names must be unique and not 'final_answer': {names}")
+        return self
+
+    @property
+    def variables(self) -> list[str]:
+        """Variables of the agent's prompt."""
+        return self.prompt.variables
+
+    def tool(self, name: str) -> Tool | None:
+        """The tool called ``name``, if any."""
+        return next((t for t in self.tools if t.name == name), None)
+
+    def decision_model(self, final_only: bool = False) -> type[BaseModel]:
+        """The JSON-loop schema: one tool call, or the final answer."""
+        answer_type: Any = self.prompt.output or str
+        final = create_model(
+            "FinalAnswer",
+            __config__=ConfigDict(extra="forbid"),
+            tool=(Literal["final_answer"], ...),
+            answer=(answer_type, ...),
+        )
+        if final_only:
+            return final
+        options: list[type[BaseModel]] = [
+            create_model(
+                f"Call_{t.name}",
+                __config__=ConfigDict(extra="forbid"),
+                tool=(Literal[t.name], ...),  # type: ignore[valid-type]
+                arguments=(t.args_model, ...),
+            )
+            for t in self.tools
+        ]
+        union: Any = final
+        for option in reversed(options):
+            union = option | union
+        return RootModel[union]  # type: ignore[no-any-return]

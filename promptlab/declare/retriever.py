@@ -1,0 +1,168 @@
+"""Retriever: local documents, chunked and embedded, searched by similarity (RAG)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from promptlab.config import find_root
+from promptlab.declare._source import caller_dir
+from promptlab.declare.prompt import template_variables
+from promptlab.errors import DeclarationError
+
+TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
+StoreFactory = Callable[[Embeddings], VectorStore]
+
+
+class Chunk(BaseModel):
+    """One piece of one document, the unit that is embedded and retrieved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    doc_id: str
+    index: int
+    source: str
+    title: str
+    text: str
+
+    @property
+    def id(self) -> str:
+        """Stable chunk id: ``<doc_id>#<index>``."""
+        return f"{self.doc_id}#{self.index}"
+
+
+class Retriever(BaseModel):
+    """Documents from local files, chunked, embedded by a logical model, searched top-k.
+
+    Document ids are file paths relative to the glob's folder, without suffix
+    (``kb/refund-policy.md`` matched by ``kb/*.md`` has id ``refund-policy``). Paths are
+    relative to the file that declares the retriever and must stay inside the project
+    unless listed in ``allow_paths``. The index persists under ``.promptlab/index``; pass
+    ``store`` (a function from embeddings to any LangChain VectorStore) for pgvector, Qdrant...
+
+    Example:
+        ```python
+        kb = Retriever(name="kb", sources=["data/kb/*.md"], top_k=3, query="{question}")
+        ```
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    sources: tuple[str, ...] = Field(min_length=1)
+    query: str = "{question}"
+    embed: str = "embed"
+    top_k: int = Field(default=4, gt=0)
+    chunk_size: int = Field(default=1000, ge=100)
+    chunk_overlap: int = Field(default=100, ge=0)
+    allow_paths: tuple[Path, ...] = ()
+    store: StoreFactory | None = None
+    base_dir: Path = Field(default_factory=caller_dir)
+
+    @model_validator(mode="after")
+    def _check(self) -> Retriever:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        template_variables(self.query)
+        return self
+
+    @property
+    def variables(self) -> list[str]:
+        """Variables of the query template."""
+        return template_variables(self.query)
+
+    def files(self) -> list[tuple[str, Path]]:
+        """Every (doc_id, path) the sources match, checked against the allowed folders."""
+        root = find_root(self.base_dir)
+        allowed = [root, *(Path(self.base_dir, p).resolve() for p in self.allow_paths)]
+        found: dict[str, Path] = {}
+        for pattern in self.sources:
+            base, glob = _split_glob(pattern)
+            folder = (self.base_dir / base).resolve()
+            if not any(folder == a or a in folder.parents for a in allowed):
+                raise DeclarationError(
+                    f"retriever '{self.name}': {folder} is outside the project {root}: move the "
+                    "documents into the project or add the folder to allow_paths"
+                )
+            matches = [folder] if not glob else sorted(folder.glob(glob))
+            for path in matches:
+                if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES:
+                    rel = path.relative_to(folder if glob else folder.parent)
+                    found.setdefault(rel.with_suffix("").as_posix(), path)
+        if not found:
+            raise DeclarationError(
+                f"retriever '{self.name}': no .md/.txt file matches {list(self.sources)} "
+                f"under {self.base_dir}: fix the sources"
+            )
+        return sorted(found.items())
+
+    def chunks(self) -> list[Chunk]:
+        """Every chunk of every document, in a stable order."""
+        root = find_root(self.base_dir)
+        out: list[Chunk] = []
+        for doc_id, path in self.files():
+            text = path.read_text(encoding="utf-8")
+            title = _title(text, doc_id)
+            source = path.relative_to(root).as_posix() if root in path.parents else str(path)
+            for i, piece in enumerate(split_text(text, self.chunk_size, self.chunk_overlap)):
+                out.append(Chunk(doc_id=doc_id, index=i, source=source, title=title, text=piece))
+        return out
+
+    def fingerprint(self, chunks: list[Chunk], embedder: str) -> str:
+        """Content hash of the chunks and the embedding model: the index's identity."""
+        digest = hashlib.sha256(embedder.encode())
+        for chunk in chunks:
+            digest.update(f"\0{chunk.id}\0{chunk.source}\0{chunk.text}".encode())
+        return digest.hexdigest()
+
+
+def _split_glob(pattern: str) -> tuple[str, str]:
+    parts = Path(pattern).parts
+    for i, part in enumerate(parts):
+        if any(c in part for c in "*?["):
+            return str(Path(*parts[:i])) if i else ".", str(Path(*parts[i:]))
+    return pattern, ""
+
+
+def _title(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return fallback
+
+
+def split_text(text: str, size: int, overlap: int) -> list[str]:
+    """Pack paragraphs into chunks of at most ``size`` characters, ``overlap`` carried over."""
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    pieces: list[str] = []
+    for para in paragraphs:
+        while len(para) > size:
+            cut = para.rfind(" ", 0, size)
+            cut = cut if cut > size // 2 else size
+            pieces.append(para[:cut].strip())
+            para = para[cut:].strip()
+        pieces.append(para)
+    chunks: list[str] = []
+    current = ""
+    for piece in pieces:
+        if current and len(current) + 2 + len(piece) > size:
+            chunks.append(current)
+            tail = current[-overlap:] if overlap else ""
+            tail = tail[tail.find(" ") + 1 :] if " " in tail else tail
+            current = f"{tail}\n\n{piece}" if tail and len(tail) + 2 + len(piece) <= size else piece
+        else:
+            current = f"{current}\n\n{piece}" if current else piece
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def format_context(docs: list[Any]) -> str:
+    """Retrieved chunks as prompt text, each headed by its document id."""
+    return "\n\n".join(f"[{d.id}] {d.title}\n{d.text}" for d in docs)

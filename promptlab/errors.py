@@ -1,0 +1,109 @@
+"""promptlab's exception tree.
+
+Every error promptlab raises on purpose derives from :class:`PromptlabError`. Its message is
+one line that says what went wrong and how to fix it; the CLI prints it as is, without a
+traceback, and exits with :attr:`PromptlabError.exit_code`.
+
+```
+PromptlabError
+├── UserError                 a mistake in a command, a declaration, a config or an input
+│   ├── FlowLoadError         flow file missing, not importable, no flow / several flows
+│   ├── InputError            input does not match the flow's input type or a template
+│   ├── DeclarationError      an invalid Prompt / Retriever / Agent / Flow
+│   └── ConfigError           promptlab.toml, profiles, environment overrides
+├── MissingDependencyError    an optional part is not installed: "install promptlab[x]"
+├── BackendError              the model server failed us
+│   ├── BackendUnreachableError
+│   ├── BackendTimeoutError
+│   ├── BackendHTTPError      any other non-2xx answer (carries .status)
+│   ├── ModelNotFoundError    the logical model maps to a model the server lacks
+│   ├── ContextWindowError    the prompt does not fit the model's context window
+│   └── ToolsUnsupportedError the model has no native tool calling
+└── OutputValidationError     the model's output does not match the output schema (.raw)
+```
+"""
+
+from __future__ import annotations
+
+
+class PromptlabError(Exception):
+    """Root of every error promptlab raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UserError(PromptlabError):
+    """The user can fix this by changing a command, a declaration, a config or an input."""
+
+    exit_code = 2
+
+
+class FlowLoadError(UserError):
+    """A flow file is missing, cannot be imported, or does not name one flow."""
+
+
+class InputError(UserError):
+    """An input does not match the flow's input type or a prompt's variables."""
+
+
+class DeclarationError(UserError):
+    """A declaration (prompt, retriever, agent, flow) is invalid."""
+
+
+class ConfigError(UserError):
+    """The project config, a profile or an environment override is invalid."""
+
+
+class MissingDependencyError(PromptlabError):
+    """An optional dependency is not installed."""
+
+    exit_code = 2
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed: run `pip install 'promptlab[{extra}]'`")
+        self.package = package
+        self.extra = extra
+
+
+class BackendError(PromptlabError):
+    """A model server failed, refused or could not be reached."""
+
+    exit_code = 3
+
+
+class BackendUnreachableError(BackendError):
+    """Nothing answers at the backend's URL."""
+
+
+class BackendTimeoutError(BackendError):
+    """The backend did not answer in time."""
+
+
+class BackendHTTPError(BackendError):
+    """The backend answered with an unexpected HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ModelNotFoundError(BackendError):
+    """The concrete model is not available on the backend."""
+
+
+class ContextWindowError(BackendError):
+    """The prompt is longer than the model's context window."""
+
+
+class ToolsUnsupportedError(BackendError):
+    """The backend's model has no native tool calling."""
+
+
+class OutputValidationError(PromptlabError):
+    """The model's output does not validate against the declared output schema."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, raw: str) -> None:
+        super().__init__(message)
+        self.raw = raw

@@ -1,0 +1,237 @@
+"""The async core: runs a flow's steps on one backend and records what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.runnables import Runnable
+from pydantic import BaseModel
+
+from promptlab.backends.base import Backend
+from promptlab.declare.agent import Agent
+from promptlab.declare.flow import Flow
+from promptlab.declare.prompt import Prompt, Sampling
+from promptlab.declare.retriever import Retriever, format_context
+from promptlab.errors import PromptlabError
+from promptlab.runtime.index import Index, open_index
+from promptlab.runtime.result import RunResult
+from promptlab.runtime.trace import Recorder
+
+OnToken = Callable[[str], None]
+
+
+class Executor:
+    """Runs one flow on one backend.
+
+    Chat models and vector indexes are created once and reused across runs, so an
+    executor is the thing to keep when running a flow many times (evals, servers).
+    """
+
+    def __init__(self, flow: Flow, backend: Backend, state_dir: Path) -> None:
+        self.flow = flow
+        self.backend = backend
+        self.state_dir = state_dir
+        self._models: dict[tuple[Any, ...], BaseChatModel] = {}
+        self._indexes: dict[str, Index] = {}
+        self._tools_native: dict[str, bool] = {}
+
+    async def run(self, inputs: Any, on_token: OnToken | None = None) -> RunResult:
+        """Run the flow once; the result carries the output, or the error that ended it."""
+        started = time.perf_counter()
+        validated = self.flow.validate_input(inputs)
+        state: dict[str, Any] = {k: getattr(validated, k) for k in type(validated).model_fields}
+        result = RunResult(
+            flow=self.flow.name,
+            backend=self.backend.name,
+            models={m: self._describe(m) for m in self.flow.models},
+            inputs=validated.model_dump(mode="json"),
+        )
+        call = _Call(self, result, Recorder(), started)
+        root = call.recorder.open(self.flow.name, "CHAIN", None, result.inputs, backend=self.backend.name)
+        try:
+            for i, step in enumerate(self.flow.steps):
+                stream = on_token if i == len(self.flow.steps) - 1 else None
+                state[step.name] = await call.step(step, state, root, stream)
+            result.output = state[self.flow.steps[-1].name]
+            call.recorder.close(root, _jsonable(result.output))
+        except PromptlabError as exc:
+            result.error = str(exc)
+            call.recorder.close(root, error=str(exc))
+            result._exception = exc
+        finally:
+            result.latency_s = time.perf_counter() - started
+            result.spans = call.recorder.spans
+        return result
+
+    def _describe(self, logical: str) -> str:
+        try:
+            return self.backend.describe(logical)
+        except PromptlabError:
+            return "?"
+
+    def chat_model(
+        self, logical: str, sampling: Sampling, schema: dict[str, Any] | None
+    ) -> BaseChatModel:
+        """A cached chat model (per event loop: async HTTP clients are bound to their loop)."""
+        key = (id(asyncio.get_running_loop()), logical, sampling, json.dumps(schema, sort_keys=True))
+        model = self._models.get(key)
+        if model is None:
+            model = self._models[key] = self.backend.chat_model(logical, sampling, schema)
+        return model
+
+    async def index(self, retriever: Retriever) -> Index:
+        """The retriever's vector index, opened (or built) on first use."""
+        key = f"{id(asyncio.get_running_loop())}:{retriever.name}"
+        index = self._indexes.get(key)
+        if index is None:
+            embeddings = self.backend.embeddings(retriever.embed)
+            index = await open_index(
+                retriever, embeddings, self.backend.describe(retriever.embed), self.state_dir
+            )
+            self._indexes[key] = index
+        return index
+
+    def native_tools(self, agent: Agent) -> bool:
+        """Whether an agent uses native tool calling on this backend."""
+        if agent.tool_mode != "auto":
+            return agent.tool_mode == "native"
+        logical = agent.prompt.model
+        if logical not in self._tools_native:
+            self._tools_native[logical] = self.backend.native_tools(logical)
+        return self._tools_native[logical]
+
+    def tools_refused(self, agent: Agent) -> None:
+        """Remember that the backend refused native tools for this agent's model."""
+        self._tools_native[agent.prompt.model] = False
+
+
+class _Call:
+    """The state of one run: its result, its spans and its clock."""
+
+    def __init__(self, ex: Executor, result: RunResult, recorder: Recorder, started: float) -> None:
+        self.ex = ex
+        self.result = result
+        self.recorder = recorder
+        self.started = started
+
+    async def step(
+        self, step: Prompt | Retriever | Agent, state: Mapping[str, Any], parent: int, on_token: OnToken | None
+    ) -> Any:
+        """Run one step and return what it stores under its name."""
+        if isinstance(step, Retriever):
+            return await self.retrieve(step, state, parent)
+        if isinstance(step, Agent):
+            from promptlab.runtime.agent import run_agent
+
+            return await run_agent(self, step, state, parent, on_token)
+        values = {k: state[k] for k in step.variables}
+        span = self.recorder.open(step.name, "CHAIN", parent, _jsonable(values))
+        message = await self.llm(step, step.render(values), parent=span, on_token=on_token)
+        output = step.parse(message.text)
+        self.recorder.close(span, _jsonable(output))
+        return output
+
+    async def retrieve(self, retriever: Retriever, state: Mapping[str, Any], parent: int) -> str:
+        """Search the retriever's index with its query template filled from the state."""
+        query = retriever.query.format(**{k: state[k] for k in retriever.variables})
+        span = self.recorder.open(retriever.name, "RETRIEVER", parent, {"query": query})
+        try:
+            index = await self.ex.index(retriever)
+            docs = await index.search(query)
+        except PromptlabError as exc:
+            self.recorder.close(span, error=str(exc))
+            raise
+        except Exception as exc:
+            raise self._translate(exc, retriever.embed, span) from exc
+        self.result.retrieved.extend(docs)
+        self.recorder.close(span, [d.model_dump() for d in docs])
+        return format_context(docs)
+
+    async def llm(
+        self,
+        prompt: Prompt,
+        messages: list[BaseMessage],
+        *,
+        parent: int,
+        schema: dict[str, Any] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        on_token: OnToken | None = None,
+    ) -> AIMessage:
+        """One model call, with errors translated and usage, timing and silent failures checked."""
+        logical = prompt.model
+        if schema is None and tools is None:
+            schema = prompt.json_schema
+        model = self.ex.chat_model(logical, prompt.sampling, schema)
+        runnable: Runnable[Any, BaseMessage] = model.bind_tools(tools) if tools else model
+        span = self.recorder.open(
+            prompt.name,
+            "CHAT_MODEL",
+            parent,
+            [{"role": m.type, "content": m.content} for m in messages],
+            model=self.result.models.get(logical) or self.ex.backend.describe(logical),
+            sampling=prompt.sampling.model_dump(exclude_none=True),
+        )
+        try:
+            if on_token is None:
+                reply = await runnable.ainvoke(messages)
+                message = reply if isinstance(reply, AIMessage) else AIMessage(content=reply.content)
+            else:
+                message = await self._stream(runnable, messages, on_token)
+            self.ex.backend.check_response(message, logical)
+        except PromptlabError as exc:
+            self.recorder.close(span, error=str(exc))
+            raise
+        except Exception as exc:
+            raise self._translate(exc, logical, span) from exc
+        usage = message.usage_metadata
+        if usage:
+            self.result.usage.add(usage["input_tokens"], usage["output_tokens"])
+        else:
+            self.result.usage.add(0, 0)
+        self.recorder.close(
+            span,
+            {"content": message.text, "tool_calls": message.tool_calls},
+            usage=dict(usage or {}),
+        )
+        return message
+
+    async def _stream(
+        self, runnable: Runnable[Any, BaseMessage], messages: list[BaseMessage], on_token: OnToken
+    ) -> AIMessage:
+        total: AIMessageChunk | None = None
+        async for chunk in runnable.astream(messages):
+            if not isinstance(chunk, AIMessageChunk):
+                continue
+            if chunk.text:
+                if self.result.ttft_s is None:
+                    self.result.ttft_s = time.perf_counter() - self.started
+                on_token(chunk.text)
+            total = chunk if total is None else total + chunk
+        if total is None:
+            return AIMessage(content="")
+        return AIMessage(
+            content=total.text,
+            tool_calls=total.tool_calls,
+            usage_metadata=total.usage_metadata,
+            response_metadata=total.response_metadata,
+        )
+
+    def _translate(self, exc: Exception, logical: str, span: int) -> BaseException:
+        translated = self.ex.backend.translate(exc, logical)
+        self.recorder.close(span, error=str(translated or exc))
+        return translated or exc
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
