@@ -1,6 +1,6 @@
 """Ticket triage: one prompt that classifies a support ticket into a category and a priority.
 
-    promptlab run flows/triage.py -i text="My kettle shows E3 and smells of burning plastic"
+promptlab run flows/triage.py -i text="My kettle shows E3 and smells of burning plastic"
 """
 
 from __future__ import annotations

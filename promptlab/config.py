@@ -86,7 +86,7 @@ class Profile(BaseModel):
             known = ", ".join(sorted(self.models)) or "none"
             raise ConfigError(
                 f"backend '{self.name}' maps no model '{logical}' (it maps: {known}): add "
-                f"`models.{logical} = \"...\"` under [backends.{self.name}] in promptlab.toml"
+                f'`models.{logical} = "..."` under [backends.{self.name}] in promptlab.toml'
             ) from None
 
 

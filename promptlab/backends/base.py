@@ -81,4 +81,4 @@ class Backend(ABC):
 
     @abstractmethod
     def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
-        """promptlab's error for a client exception, or None if it is not a backend failure."""
+        """Promptlab's error for a client exception, or None if it is not a backend failure."""

@@ -7,7 +7,6 @@ import functools
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -66,9 +65,7 @@ class LlamaCppChat(BaseChatModel):
     def _request(self, messages: list[BaseMessage], stop: list[str] | None) -> dict[str, Any]:
         s = self.sampling
         request: dict[str, Any] = {
-            "messages": [
-                {"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages
-            ],
+            "messages": [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages],
             "temperature": s.temperature if s.temperature is not None else 0.8,
             "top_p": s.top_p if s.top_p is not None else 0.95,
             "top_k": s.top_k if s.top_k is not None else 40,
@@ -112,7 +109,8 @@ class LlamaCppChat(BaseChatModel):
         completion_tokens = 0
         with loaded.lock:
             for part in loaded.llm.create_chat_completion(**request, stream=True):
-                delta: Any = part["choices"][0].get("delta", {})  # type: ignore[index]
+                choice: Any = part["choices"][0]  # type: ignore[index]
+                delta: Any = choice.get("delta", {})
                 text = delta.get("content") or ""
                 if text:
                     completion_tokens += 1
@@ -123,10 +121,13 @@ class LlamaCppChat(BaseChatModel):
             prompt_tokens = loaded.llm.n_tokens - completion_tokens
         yield ChatGenerationChunk(
             message=AIMessageChunk(
-                content="", usage_metadata=_usage({
-                    "prompt_tokens": max(prompt_tokens, 0),
-                    "completion_tokens": completion_tokens,
-                })
+                content="",
+                usage_metadata=_usage(
+                    {
+                        "prompt_tokens": max(prompt_tokens, 0),
+                        "completion_tokens": completion_tokens,
+                    }
+                ),
             )
         )
 
@@ -219,7 +220,7 @@ class LlamaCppBackend(Backend):
         if not spec.path:
             raise ModelNotFoundError(
                 f"backend '{self.name}' has no file for model '{logical}': set "
-                f"models.{logical} = {{ path = \"...\" }} under [backends.{self.name}]"
+                f'models.{logical} = {{ path = "..." }} under [backends.{self.name}]'
             )
         path = (self.root / spec.path).resolve()
         if not path.exists():
@@ -257,7 +258,9 @@ class LlamaCppBackend(Backend):
         try:
             import llama_cpp  # noqa: F401
         except ImportError:
-            return Probe(False, "in process", "llama-cpp-python not installed: install promptlab[llamacpp]")
+            return Probe(
+                False, "in process", "llama-cpp-python not installed: install promptlab[llamacpp]"
+            )
         missing = [m for m in self.profile.models if not self._exists(m)]
         if missing:
             return Probe(False, "in process", f"model files missing for {', '.join(missing)}")

@@ -120,7 +120,9 @@ class OllamaBackend(Backend):
                 return ToolsUnsupportedError(text)
             if "context" in text and "length" in text:
                 return ContextWindowError(f"Ollama: {text}: shorten the prompt")
-            return BackendHTTPError(f"Ollama at {url} answered {exc.status_code}: {text}", exc.status_code)
+            return BackendHTTPError(
+                f"Ollama at {url} answered {exc.status_code}: {text}", exc.status_code
+            )
         return None
 
 

@@ -80,9 +80,9 @@ class OpenAIBackend(Backend):
         """OpenAIEmbeddings on ``/embeddings``, sending plain strings (no tiktoken)."""
         return OpenAIEmbeddings(
             model=self.spec(logical).label,
-            base_url=self.url(logical),
-            api_key=self.api_key(),
-            timeout=self.profile.timeout,
+            openai_api_base=self.url(logical),
+            openai_api_key=self.api_key(),
+            request_timeout=self.profile.timeout,
             max_retries=0,
             tiktoken_enabled=False,
             check_embedding_ctx_length=False,
@@ -101,7 +101,9 @@ class OpenAIBackend(Backend):
             except Exception as exc:
                 return Probe(False, url, describe_failure(exc))
             served.extend(m["id"] for m in listing.get("data", []))
-        return Probe(True, ", ".join(urls), f"serves {', '.join(served) or 'nothing'}", tuple(served))
+        return Probe(
+            True, ", ".join(urls), f"serves {', '.join(served) or 'nothing'}", tuple(served)
+        )
 
     def served_models(self, logical: str) -> list[str]:
         """The model ids the server of ``logical`` lists, or [] if it cannot say."""

@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("flow", metavar="FLOW", help="path/to/file.py[@name]")
     _add_backend_flags(run)
     given = run.add_mutually_exclusive_group()
-    given.add_argument("--input", metavar="JSON", help='input as a JSON object, e.g. \'{"q": "hi"}\'')
+    given.add_argument(
+        "--input", metavar="JSON", help='input as a JSON object, e.g. \'{"q": "hi"}\''
+    )
     given.add_argument("--input-file", metavar="PATH", help="input from a JSON file")
     run.add_argument(
         "-i",

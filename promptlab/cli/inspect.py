@@ -66,7 +66,7 @@ def backends_command(args: argparse.Namespace) -> int:
         return list(await asyncio.gather(*(one(p) for p in profiles)))
 
     probes = asyncio.run(probe_all())
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": p.name,
             "kind": p.kind,

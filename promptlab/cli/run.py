@@ -31,7 +31,9 @@ def parse_inputs(args: argparse.Namespace) -> dict[str, Any]:
     for pair in args.pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise InputError(f"-i {pair!r} is not KEY=VALUE: write e.g. -i question='Where is my order?'")
+            raise InputError(
+                f"-i {pair!r} is not KEY=VALUE: write e.g. -i question='Where is my order?'"
+            )
         data[key] = _value(value)
     return dict(data)
 

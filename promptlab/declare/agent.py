@@ -1,4 +1,4 @@
-"""Agent: a prompt that may call tools (plain typed Python functions) for a bounded number of steps."""
+"""Agent: a prompt that calls tools (plain typed functions) for a bounded number of steps."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def _args_model(fn: Callable[..., Any]) -> type[BaseModel]:
             )
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (hints[param.name], default)
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(
         f"{fn.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields
     )
     return model
@@ -151,24 +151,24 @@ class Agent(BaseModel):
     def decision_model(self, final_only: bool = False) -> type[BaseModel]:
         """The JSON-loop schema: one tool call, or the final answer."""
         answer_type: Any = self.prompt.output or str
-        final = create_model(
+        final_tag: Any = Literal["final_answer"]
+        final: type[BaseModel] = create_model(
             "FinalAnswer",
             __config__=ConfigDict(extra="forbid"),
-            tool=(Literal["final_answer"], ...),
+            tool=(final_tag, ...),
             answer=(answer_type, ...),
         )
         if final_only:
             return final
-        options: list[type[BaseModel]] = [
-            create_model(
-                f"Call_{t.name}",
-                __config__=ConfigDict(extra="forbid"),
-                tool=(Literal[t.name], ...),  # type: ignore[valid-type]
-                arguments=(t.args_model, ...),
-            )
-            for t in self.tools
-        ]
         union: Any = final
-        for option in reversed(options):
-            union = option | union
-        return RootModel[union]  # type: ignore[no-any-return]
+        for tool in reversed(self.tools):
+            tag: Any = Literal[tool.name]
+            call = create_model(
+                f"Call_{tool.name}",
+                __config__=ConfigDict(extra="forbid"),
+                tool=(tag, ...),
+                arguments=(tool.args_model, ...),
+            )
+            union = call | union
+        decision: type[BaseModel] = RootModel[union]
+        return decision

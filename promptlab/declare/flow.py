@@ -21,7 +21,7 @@ Step = Prompt | Retriever | Agent
 
 
 class Flow(BaseModel):
-    """A flow declared once and run on any backend.
+    r"""A flow declared once and run on any backend.
 
     Steps run in order over one state that starts as the input's fields. Each step stores
     its result under its own name: a retriever its retrieved context as text, a prompt or
@@ -39,7 +39,7 @@ class Flow(BaseModel):
             input=Question,
             steps=[
                 Retriever(name="docs", sources=["handbook/*.md"]),
-                Prompt(name="answer", system="Context:\\n{docs}", user="{question}"),
+                Prompt(name="answer", system="Context:\n{docs}", user="{question}"),
             ],
         )
         qa.bind("ollama").invoke({"question": "How many vacation days?"})

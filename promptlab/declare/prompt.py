@@ -149,7 +149,9 @@ class Prompt(BaseModel):
                 f"{', '.join(self.variables) or 'none'}"
             )
         used = {k: _as_text(values[k]) for k in self.variables}
-        messages = [_MESSAGE_TYPES[role](content=text.format(**used)) for role, text in self.templates]
+        messages = [
+            _MESSAGE_TYPES[role](content=text.format(**used)) for role, text in self.templates
+        ]
         if self.examples:
             at = 1 if self.system is not None else 0
             shots = [_MESSAGE_TYPES[role](content=text) for role, text in self.examples]

@@ -39,12 +39,20 @@ async def run_agent(
     except Exception as exc:
         call.recorder.close(span, error=str(exc))
         raise
-    call.recorder.close(span, answer.model_dump(mode="json") if hasattr(answer, "model_dump") else answer)
+    call.recorder.close(
+        span, answer.model_dump(mode="json") if hasattr(answer, "model_dump") else answer
+    )
     return answer
 
 
 async def _use_tool(
-    call: _Call, agent: Agent, step: int, name: str, arguments: dict[str, Any], mode: Any, parent: int
+    call: _Call,
+    agent: Agent,
+    step: int,
+    name: str,
+    arguments: dict[str, Any],
+    mode: Any,
+    parent: int,
 ) -> str:
     record = ToolCall(step=step, tool=name, arguments=arguments, mode=mode)
     span = call.recorder.open(name, "TOOL", parent, arguments, step=step)
@@ -57,7 +65,7 @@ async def _use_tool(
         record.error = describe_error(exc)
     call.result.tool_calls.append(record)
     call.recorder.close(span, record.result, error=record.error)
-    return record.result if record.error is None else f"error: {record.error}"
+    return record.result if record.result is not None else f"error: {record.error}"
 
 
 def _json_instructions(agent: Agent) -> str:
@@ -132,5 +140,7 @@ async def _native(
         content="Now give the final answer as one JSON object matching this schema: "
         + json.dumps(schema, separators=(",", ":"))
     )
-    final = await call.llm(prompt, [*messages, ask], parent=parent, schema=schema, on_token=on_token)
+    final = await call.llm(
+        prompt, [*messages, ask], parent=parent, schema=schema, on_token=on_token
+    )
     return prompt.parse(final.text)

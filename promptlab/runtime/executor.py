@@ -19,7 +19,7 @@ from promptlab.declare.agent import Agent
 from promptlab.declare.flow import Flow
 from promptlab.declare.prompt import Prompt, Sampling
 from promptlab.declare.retriever import Retriever, format_context
-from promptlab.errors import PromptlabError
+from promptlab.errors import ContextWindowError, PromptlabError
 from promptlab.runtime.index import Index, open_index
 from promptlab.runtime.result import RunResult
 from promptlab.runtime.trace import Recorder
@@ -54,7 +54,9 @@ class Executor:
             inputs=validated.model_dump(mode="json"),
         )
         call = _Call(self, result, Recorder(), started)
-        root = call.recorder.open(self.flow.name, "CHAIN", None, result.inputs, backend=self.backend.name)
+        root = call.recorder.open(
+            self.flow.name, "CHAIN", None, result.inputs, backend=self.backend.name
+        )
         try:
             for i, step in enumerate(self.flow.steps):
                 stream = on_token if i == len(self.flow.steps) - 1 else None
@@ -80,7 +82,12 @@ class Executor:
         self, logical: str, sampling: Sampling, schema: dict[str, Any] | None
     ) -> BaseChatModel:
         """A cached chat model (per event loop: async HTTP clients are bound to their loop)."""
-        key = (id(asyncio.get_running_loop()), logical, sampling, json.dumps(schema, sort_keys=True))
+        key = (
+            id(asyncio.get_running_loop()),
+            logical,
+            sampling,
+            json.dumps(schema, sort_keys=True),
+        )
         model = self._models.get(key)
         if model is None:
             model = self._models[key] = self.backend.chat_model(logical, sampling, schema)
@@ -122,7 +129,11 @@ class _Call:
         self.started = started
 
     async def step(
-        self, step: Prompt | Retriever | Agent, state: Mapping[str, Any], parent: int, on_token: OnToken | None
+        self,
+        step: Prompt | Retriever | Agent,
+        state: Mapping[str, Any],
+        parent: int,
+        on_token: OnToken | None,
     ) -> Any:
         """Run one step and return what it stores under its name."""
         if isinstance(step, Retriever):
@@ -149,7 +160,13 @@ class _Call:
             self.recorder.close(span, error=str(exc))
             raise
         except Exception as exc:
-            raise self._translate(exc, retriever.embed, span) from exc
+            error = self._translate(exc, retriever.embed, span)
+            if isinstance(error, ContextWindowError):
+                error = ContextWindowError(
+                    f"retriever '{retriever.name}': a chunk or the query is longer than the "
+                    f"embedding model's window ({error}): lower chunk_size"
+                )
+            raise error from exc
         self.result.retrieved.extend(docs)
         self.recorder.close(span, [d.model_dump() for d in docs])
         return format_context(docs)
@@ -170,18 +187,21 @@ class _Call:
             schema = prompt.json_schema
         model = self.ex.chat_model(logical, prompt.sampling, schema)
         runnable: Runnable[Any, BaseMessage] = model.bind_tools(tools) if tools else model
+        concrete = self.result.models.get(logical) or self.ex.backend.describe(logical)
         span = self.recorder.open(
-            prompt.name,
+            concrete,
             "CHAT_MODEL",
             parent,
             [{"role": m.type, "content": m.content} for m in messages],
-            model=self.result.models.get(logical) or self.ex.backend.describe(logical),
+            prompt=prompt.name,
             sampling=prompt.sampling.model_dump(exclude_none=True),
         )
         try:
             if on_token is None:
                 reply = await runnable.ainvoke(messages)
-                message = reply if isinstance(reply, AIMessage) else AIMessage(content=reply.content)
+                message = (
+                    reply if isinstance(reply, AIMessage) else AIMessage(content=reply.content)
+                )
             else:
                 message = await self._stream(runnable, messages, on_token)
             self.ex.backend.check_response(message, logical)

@@ -71,9 +71,7 @@ def import_file(path: Path) -> ModuleType:
         del sys.modules[name]
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        raise FlowLoadError(
-            f"{_where(exc, path)}: {_describe(exc)}: fix the flow file"
-        ) from None
+        raise FlowLoadError(f"{_where(exc, path)}: {_describe(exc)}: fix the flow file") from None
     finally:
         sys.path.remove(str(resolved.parent))
     return module
@@ -101,8 +99,7 @@ def load_flow(ref: str) -> Flow:
         if len(flows) > 1:
             names = ", ".join(sorted(flows))
             raise FlowLoadError(
-                f"{path} declares several flows ({names}): pick one, e.g. "
-                f"{path}@{sorted(flows)[0]}"
+                f"{path} declares several flows ({names}): pick one, e.g. {path}@{sorted(flows)[0]}"
             )
         return next(iter(flows.values()))
     if name not in flows:

@@ -40,12 +40,12 @@ class FlowRunnable(Runnable[Any, Any]):
         self.executor = Executor(flow, backend, self.settings.state_dir)
 
     @property
-    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+    def InputType(self) -> Any:
         """The flow's input model."""
         return self.flow.input
 
     @property
-    def OutputType(self) -> Any:  # noqa: N802 - LangChain's name
+    def OutputType(self) -> Any:
         """The flow's output type."""
         return self.flow.output
 

@@ -37,7 +37,8 @@ def open_store(settings: Settings) -> str:
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(settings.experiment)
     if experiment is None:
-        artifacts = (settings.state_dir / "artifacts").as_uri() if "://" not in uri or uri.startswith("sqlite") else None
+        local = uri.startswith("sqlite:") or "://" not in uri
+        artifacts = (settings.state_dir / "artifacts").as_uri() if local else None
         experiment_id = mlflow.create_experiment(settings.experiment, artifact_location=artifacts)
     else:
         experiment_id = experiment.experiment_id
@@ -66,7 +67,7 @@ def log_trace(result: RunResult, settings: Settings) -> str:
                 parent_span=parent,
                 inputs=span.inputs,
                 attributes={k: _attr(v) for k, v in span.attributes.items()},
-                experiment_id=experiment_id,
+                experiment_id=experiment_id if parent is None else None,
                 start_time_ns=span.start_ns,
             )
         )

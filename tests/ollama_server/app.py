@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +52,34 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 INT_OPTIONS = {"num_ctx", "num_keep", "num_predict", "top_k", "seed", "repeat_last_n"}
 FLOAT_OPTIONS = {
-    "temperature", "top_p", "min_p", "typical_p",
-    "repeat_penalty", "presence_penalty", "frequency_penalty",
+    "temperature",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
 }
 
 # ggml's llama_ftype values, as Ollama names them in details.quantization_level.
 FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-    10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
-    16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    32: "BF16",
 }
 
 # Go-template equivalents (Ollama's TEMPLATE syntax) of what this server renders.
@@ -91,12 +110,12 @@ class ApiError(Exception):
 
 def now_iso() -> str:
     """Current UTC time in Go's RFC 3339 form."""
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def iso(ts: float) -> str:
     """A POSIX timestamp in RFC 3339 form."""
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def canonical_name(name: str) -> str:
@@ -115,7 +134,7 @@ def short_name(name: str) -> str:
     """The shortest display form of a canonical name, as ``ollama list`` shows it."""
     for prefix in (f"{DEFAULT_HOST}/{DEFAULT_NAMESPACE}/", f"{DEFAULT_HOST}/"):
         if name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 
@@ -129,7 +148,7 @@ def human_number(n: int) -> str:
 
 
 def parse_options(raw: Any, defaults: dict[str, Any]) -> dict[str, Any]:
-    """Merge request options over model defaults, with Ollama's type rules; unknown keys are ignored."""
+    """Merge request options over model defaults with Ollama's type rules; ignore unknown keys."""
     opts = dict(defaults)
     if raw is None:
         return opts
@@ -153,16 +172,19 @@ def parse_options(raw: Any, defaults: dict[str, Any]) -> dict[str, Any]:
 
 
 def truncate_prompt(tokens: list[int], num_ctx: int, num_keep: int) -> list[int]:
-    """Ollama runner truncation: keep the first ``num_keep`` tokens, then the last ones up to ``num_ctx``."""
+    """Ollama runner truncation: first ``num_keep`` tokens, then the tail; ``num_ctx`` in all."""
     if len(tokens) <= num_ctx:
         return tokens
     keep = num_keep if 0 <= num_keep < len(tokens) else len(tokens)
     keep = min(keep, num_ctx - 1)
     discard = len(tokens) - num_ctx
-    new = tokens[:keep] + tokens[keep + discard:]
+    new = tokens[:keep] + tokens[keep + discard :]
     log.warning(
         "truncating input prompt limit=%d prompt=%d keep=%d new=%d",
-        num_ctx, len(tokens), keep, len(new),
+        num_ctx,
+        len(tokens),
+        keep,
+        len(new),
     )
     return new
 
@@ -201,7 +223,9 @@ class Job:
 class ChatModel:
     """A GGUF chat model in one llama.cpp context, used by one request at a time."""
 
-    def __init__(self, path: Path, name: str, chat_format: str, n_ctx: int, n_threads: int | None) -> None:
+    def __init__(
+        self, path: Path, name: str, chat_format: str, n_ctx: int, n_threads: int | None
+    ) -> None:
         """Load the GGUF file with llama-cpp-python."""
         from llama_cpp import Llama
 
@@ -213,14 +237,13 @@ class ChatModel:
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=0, verbose=False
         )
         self.n_ctx = self.llama.n_ctx()
-        self.n_ctx_train = self.llama._model.n_ctx_train()
         self.n_params = self.llama._model.n_params()
         self.metadata = dict(self.llama.metadata)
         self.formatter, self.template = self._formatter(chat_format)
         stop = self.formatter(messages=[{"role": "user", "content": ""}]).stop
-        # Ollama's smollm2 Modelfile stops on both ChatML markers; others use the formatter's.
-        chatml_stops = ["<|im_start|>", "<|im_end|>"]
-        self.stops = chatml_stops if chat_format == "chatml" else [stop] if isinstance(stop, str) else list(stop or [])
+        self.stops: list[str] = [stop] if isinstance(stop, str) else list(stop or [])
+        if chat_format == "chatml":  # Ollama's smollm2 Modelfile stops on both ChatML markers
+            self.stops = ["<|im_start|>", "<|im_end|>"]
         self.lock = threading.Lock()
         self.pending_load_ns = int((time.perf_counter() - start) * 1e9)
         self.modified_at = path.stat().st_mtime
@@ -237,16 +260,16 @@ class ChatModel:
                 raise ValueError("the GGUF file has no tokenizer.chat_template")
             model = self.llama._model
             eos, bos = model.token_eos(), model.token_bos()
-            formatter = llama_chat_format.Jinja2ChatFormatter(
+            jinja = llama_chat_format.Jinja2ChatFormatter(
                 template=template,
                 eos_token=model.token_get_text(eos) if eos != -1 else "",
                 bos_token=model.token_get_text(bos) if bos != -1 else "",
             )
-            return formatter, template
-        formatter = getattr(llama_chat_format, "format_" + chat_format.replace("-", "_"), None)
-        if formatter is None:
+            return jinja, template
+        named = getattr(llama_chat_format, "format_" + chat_format.replace("-", "_"), None)
+        if named is None:
             raise ValueError(f"unknown chat format {chat_format!r}")
-        return formatter, GO_TEMPLATES.get(chat_format, "")
+        return named, GO_TEMPLATES.get(chat_format, "")
 
     @property
     def digest(self) -> str:
@@ -269,21 +292,21 @@ class ChatModel:
         return response.prompt, bool(getattr(response, "added_special", False))
 
     def tokenize(self, text: str, already_special: bool = False) -> list[int]:
-        """Tokenize as Ollama's runner does (add BOS if the vocab wants it, parse special tokens)."""
+        """Tokenize as Ollama's runner does (BOS if the vocab wants it, special tokens parsed)."""
         return self.llama.tokenize(text.encode("utf-8"), add_bos=not already_special, special=True)
 
     def chat_tokens(self, messages: list[dict[str, Any]], num_ctx: int) -> list[int]:
-        """Drop the oldest non-system messages until the prompt fits ``num_ctx`` (Ollama's chatPrompt)."""
+        """Drop the oldest non-system messages until the prompt fits ``num_ctx`` (chatPrompt)."""
         first = len(messages) - 1
         for i in range(len(messages) - 2, -1, -1):
             system = [m for m in messages[:i] if m.get("role") == "system"]
             if len(self.tokenize(*self.render(system + messages[i:]))) > num_ctx:
                 break
             first = i
-        kept = [m for m in messages[:first] if m.get("role") == "system"] + messages[first:]
-        if first > 0:
-            log.info("truncating input messages which exceed context length truncated=%d", first)
-        return self.tokenize(*self.render(kept))
+        system = [m for m in messages[:first] if m.get("role") == "system"]
+        if dropped := first - len(system):
+            log.info("truncating input messages which exceed context length truncated=%d", dropped)
+        return self.tokenize(*self.render(system + messages[first:]))
 
     def grammar(self, fmt: Any) -> Any:
         """A llama.cpp grammar for Ollama's ``format`` ("json" or a JSON schema), or None."""
@@ -296,7 +319,7 @@ class ChatModel:
         if isinstance(fmt, dict):
             try:
                 return LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
-            except Exception as exc:  # noqa: BLE001 - any schema the converter rejects
+            except Exception as exc:
                 log.warning("schema to grammar failed: %s", exc)
                 raise ApiError(500, "invalid JSON schema in format") from exc
         raw = json.dumps(fmt)
@@ -339,7 +362,9 @@ class ChatModel:
             try:
                 for token in tokens:
                     first = first or time.perf_counter()
-                    if cancel.is_set() or llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token):
+                    if cancel.is_set() or llama_cpp.llama_vocab_is_eog(
+                        self.llama._model.vocab, token
+                    ):
                         break
                     stats.generated.append(token)
                     pending += decoder.decode(self.llama.detokenize([token], special=True))
@@ -370,7 +395,10 @@ class ChatModel:
             stats.done_reason = "cancelled"
         log.info(
             "generation done: prompt=%d eval=%d reason=%s in %.2fs",
-            len(job.tokens), len(stats.generated), stats.done_reason, end - start,
+            len(job.tokens),
+            len(stats.generated),
+            stats.done_reason,
+            end - start,
         )
         return stats
 
@@ -392,7 +420,9 @@ class ChatModel:
         """GGUF key/values as /api/show reports them (without the chat template and name)."""
         info: dict[str, Any] = {}
         for key, value in self.metadata.items():
-            if key in ("general.name", "tokenizer.chat_template") or key.startswith("tokenizer.chat_template."):
+            if key in ("general.name", "tokenizer.chat_template") or key.startswith(
+                "tokenizer.chat_template."
+            ):
                 continue
             info[key] = _typed(value)
         info["general.parameter_count"] = self.n_params
@@ -429,7 +459,7 @@ class EmbedModel:
         self.path = path.resolve()
         self.name = canonical_name(name)
         self.model = SentenceTransformer(str(path), device="cpu")
-        self.max_tokens = int(self.model.max_seq_length)
+        self.max_tokens = int(self.model.max_seq_length or self.model.tokenizer.model_max_length)
         self.config = json.loads((path / "config.json").read_text())
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.lock = threading.Lock()
@@ -449,9 +479,13 @@ class EmbedModel:
             self._digest = h.hexdigest()
         return self._digest
 
-    def embed(self, texts: list[str], truncate: bool, dimensions: int | None) -> tuple[list[list[float]], int]:
+    def embed(
+        self, texts: list[str], truncate: bool, dimensions: int | None
+    ) -> tuple[list[list[float]], int]:
         """Normalized embeddings of ``texts`` and the number of tokens evaluated."""
-        ids = self.model.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        ids = self.model.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         if not truncate and any(len(t) > self.max_tokens for t in ids):
             raise ApiError(400, "the input length exceeds the context length")
         with self.lock:
@@ -475,7 +509,9 @@ class EmbedModel:
             "family": family,
             "families": [family],
             "parameter_size": human_number(self.n_params),
-            "quantization_level": {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}.get(dtype, dtype),
+            "quantization_level": {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}.get(
+                dtype, dtype
+            ),
         }
 
     def model_info(self) -> dict[str, Any]:
@@ -496,7 +532,9 @@ class EmbedModel:
 class Server:
     """Holds the served models and answers the Ollama API routes."""
 
-    def __init__(self, chat: ChatModel | None, embed: EmbedModel | None, default_num_ctx: int, version: str) -> None:
+    def __init__(
+        self, chat: ChatModel | None, embed: EmbedModel | None, default_num_ctx: int, version: str
+    ) -> None:
         """Serve the given models; ``default_num_ctx`` plays OLLAMA_CONTEXT_LENGTH."""
         self.chat = chat
         self.embed = embed
@@ -556,7 +594,9 @@ class Server:
                 "details": m.details(),
                 "expires_at": iso(self.last_used.get(m.name, now) + KEEP_ALIVE.total_seconds()),
                 "size_vram": 0,
-                "context_length": self.default_num_ctx if isinstance(m, ChatModel) else m.max_tokens,
+                "context_length": self.default_num_ctx
+                if isinstance(m, ChatModel)
+                else m.max_tokens,
             }
             for m in self.models()
         ]
@@ -580,18 +620,23 @@ class Server:
             "# To build a new Modelfile based on this, replace FROM with:\n"
             f"# FROM {short_name(model.name)}\n\nFROM {model.path}\n"
             + (f'TEMPLATE """{template}"""\n' if template else "")
-            + "".join(f"PARAMETER {line.split(None, 1)[0]} {line.split(None, 1)[1]}\n" for line in parameters.splitlines())
+            + "".join(
+                f"PARAMETER {line.split(None, 1)[0]} {line.split(None, 1)[1]}\n"
+                for line in parameters.splitlines()
+            )
         )
-        return JSONResponse({
-            "license": "",
-            "modelfile": modelfile,
-            "parameters": parameters,
-            "template": template,
-            "details": model.details(),
-            "model_info": model.model_info(),
-            "capabilities": caps,
-            "modified_at": iso(model.modified_at),
-        })
+        return JSONResponse(
+            {
+                "license": "",
+                "modelfile": modelfile,
+                "parameters": parameters,
+                "template": template,
+                "details": model.details(),
+                "model_info": model.model_info(),
+                "capabilities": caps,
+                "modified_at": iso(model.modified_at),
+            }
+        )
 
     async def chat_route(self, request: Request) -> Response:
         """POST /api/chat."""
@@ -663,7 +708,9 @@ class Server:
             tokens = model.tokenize(prompt)
         else:
             msgs = [{"role": "system", "content": body["system"]}] if body.get("system") else []
-            tokens = model.chat_tokens([*msgs, {"role": "user", "content": prompt}], options["num_ctx"])
+            tokens = model.chat_tokens(
+                [*msgs, {"role": "user", "content": prompt}], options["num_ctx"]
+            )
             if body.get("context"):
                 tokens = [int(t) for t in body["context"]] + tokens
         tokens = model.prepare(tokens, options)
@@ -701,15 +748,20 @@ class Server:
             return JSONResponse({"model": name, "embeddings": []})
         dims = body.get("dimensions")
         vectors, count = await asyncio.to_thread(
-            model.embed, texts, body.get("truncate", True) is not False, dims if isinstance(dims, int) else None
+            model.embed,
+            texts,
+            body.get("truncate", True) is not False,
+            dims if isinstance(dims, int) else None,
         )
-        return JSONResponse({
-            "model": name,
-            "embeddings": vectors,
-            "total_duration": int((time.perf_counter() - started) * 1e9),
-            "load_duration": load_ns,
-            "prompt_eval_count": count,
-        })
+        return JSONResponse(
+            {
+                "model": name,
+                "embeddings": vectors,
+                "total_duration": int((time.perf_counter() - started) * 1e9),
+                "load_duration": load_ns,
+                "prompt_eval_count": count,
+            }
+        )
 
     async def embeddings_route(self, request: Request) -> Response:
         """POST /api/embeddings (legacy): one ``prompt``, answers ``{"embedding": [...]}``."""
@@ -750,7 +802,9 @@ def keep_alive_zero(value: Any) -> bool:
     return isinstance(value, str) and value.strip() in ("0", "0s", "0m", "0h")
 
 
-def chat_chunk(model: str, content: str, done: bool = False, done_reason: str | None = None) -> dict[str, Any]:
+def chat_chunk(
+    model: str, content: str, done: bool = False, done_reason: str | None = None
+) -> dict[str, Any]:
     """One /api/chat response object."""
     chunk: dict[str, Any] = {
         "model": model,
@@ -763,9 +817,16 @@ def chat_chunk(model: str, content: str, done: bool = False, done_reason: str | 
     return chunk
 
 
-def generate_chunk(model: str, text: str, done: bool = False, done_reason: str | None = None) -> dict[str, Any]:
+def generate_chunk(
+    model: str, text: str, done: bool = False, done_reason: str | None = None
+) -> dict[str, Any]:
     """One /api/generate response object."""
-    chunk: dict[str, Any] = {"model": model, "created_at": now_iso(), "response": text, "done": done}
+    chunk: dict[str, Any] = {
+        "model": model,
+        "created_at": now_iso(),
+        "response": text,
+        "done": done,
+    }
     if done_reason:
         chunk["done_reason"] = done_reason
     return chunk
@@ -798,7 +859,7 @@ async def pieces(model: ChatModel, job: Job) -> AsyncIterator[str | Stats]:
     def work() -> None:
         try:
             post("done", model.generate(job, lambda text: post("text", text), cancel))
-        except BaseException as exc:  # noqa: BLE001 - reported to the client
+        except BaseException as exc:
             post("error", exc)
 
     threading.Thread(target=work, name="generate", daemon=True).start()
@@ -829,7 +890,7 @@ async def respond(
                 if isinstance(item, Stats):
                     return JSONResponse(final(item, "".join(text)))
                 text.append(item)
-        except Exception as exc:  # noqa: BLE001 - Ollama answers runner failures with 500
+        except Exception as exc:
             log.exception("generation failed")
             raise ApiError(500, str(exc)) from exc
         raise ApiError(500, "unexpected end of generation")
@@ -839,7 +900,7 @@ async def respond(
             async for item in pieces(model, job):
                 chunk = final(item, "") if isinstance(item, Stats) else piece(item)
                 yield json.dumps(chunk).encode() + b"\n"
-        except Exception as exc:  # noqa: BLE001 - headers are sent: report in-stream like Ollama
+        except Exception as exc:
             log.exception("generation failed")
             yield json.dumps({"error": str(exc)}).encode() + b"\n"
 
@@ -869,7 +930,9 @@ async def api_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     """Unknown routes and methods answer with gin's plain-text bodies."""
     assert isinstance(exc, HTTPException)
-    text = {404: "404 page not found", 405: "405 method not allowed"}.get(exc.status_code, exc.detail)
+    text = {404: "404 page not found", 405: "405 method not allowed"}.get(
+        exc.status_code, exc.detail
+    )
     return PlainTextResponse(text, status_code=exc.status_code)
 
 
@@ -886,4 +949,6 @@ def create_app(server: Server) -> Starlette:
         Route("/api/embed", server.embed_route, methods=["POST"]),
         Route("/api/embeddings", server.embeddings_route, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error})
+    return Starlette(
+        routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error}
+    )

@@ -33,7 +33,7 @@ def _first_existing(candidates: Sequence[str], root: Path) -> Path | None:
 
 
 def default_model_paths(root: Path = REPO_ROOT) -> tuple[Path | None, Path | None]:
-    """The chat GGUF and embedding directory: ``.cache/models/...`` if present, else ``.cache/pkgs/...``."""
+    """The chat GGUF and embedding directory: ``.cache/models/...``, else ``.cache/pkgs/...``."""
     return _first_existing(CHAT_CANDIDATES, root), _first_existing(EMBED_CANDIDATES, root)
 
 
@@ -100,13 +100,23 @@ def start_server(
     if chat_gguf is None and embed_dir is None:
         raise RuntimeError("no model files found under .cache/models or .cache/pkgs")
     port = port or free_port(host)
-    cmd = [python, "-m", "tests.ollama_server", "--host", host, "--port", str(port), "--chat-format", chat_format]
+    cmd = [
+        python,
+        "-m",
+        "tests.ollama_server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--chat-format",
+        chat_format,
+    ]
     if chat_gguf:
         cmd += ["--chat-gguf", str(chat_gguf), "--chat-name", chat_name]
     if embed_dir:
         cmd += ["--embed-dir", str(embed_dir), "--embed-name", embed_name]
     cmd += list(extra_args)
-    log = tempfile.TemporaryFile(prefix="ollama-fixture-")
+    log = tempfile.TemporaryFile(prefix="ollama-fixture-")  # noqa: SIM115 - lives with the server
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = FixtureServer(proc, f"http://{host}:{port}", log)

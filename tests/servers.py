@@ -1,0 +1,136 @@
+"""Real servers for the integration tests: started as subprocesses, stopped with their children."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / ".cache" / "models"
+CHAT_GGUF = MODELS / "smollm2-135m-instruct-q4_1.gguf"
+CHAT_HF = MODELS / "smollm2-135m-instruct"
+EMBED_DIR = MODELS / "all-minilm-l6-v2"
+VLLM_PYTHON = REPO / ".cache" / "vllm-venv" / "bin" / "python"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A server process started in its own process group, with its output in a temp file."""
+
+    def __init__(self, name: str, cmd: Sequence[str], url: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.url = url
+        self.log: IO[bytes] = tempfile.TemporaryFile(prefix=f"{name}-")
+        self.proc = subprocess.Popen(
+            list(cmd),
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            start_new_session=True,
+        )
+
+    def output(self, limit: int = 4000) -> str:
+        """The end of what the server printed."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")[-limit:]
+
+    def wait_ready(self, health_url: str, timeout: float) -> Server:
+        """Poll ``health_url`` until it answers 200; raise with the server's output if not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.output()
+                self.stop()
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{out}")
+            try:
+                with urllib.request.urlopen(health_url, timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        out = self.output()
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready within {timeout:.0f}s:\n{out}")
+
+    def stop(self) -> None:
+        """SIGTERM the whole process group, SIGKILL what is left after 20 s."""
+        if self.proc.poll() is None:
+            with _suppress_lookup():
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with _suppress_lookup():
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        with _suppress_lookup():
+            os.killpg(self.proc.pid, signal.SIGKILL)  # children that outlived their parent
+        self.log.close()
+
+
+class _suppress_lookup:  # noqa: N801 - used as a statement
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return exc[0] is ProcessLookupError or exc[0] is PermissionError
+
+
+def require(path: Path) -> Path:
+    """``path``, or a failure that names the fix."""
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run `make setup` (it prepares models and venvs)")
+    return path
+
+
+def start_vllm(
+    model: Path, served_name: str, *, pooling: bool = False, max_model_len: int = 2048
+) -> Server:
+    """vLLM's OpenAI-compatible server on the CPU (its own virtualenv), started in the background."""
+    port = free_port()
+    cmd = [
+        str(require(VLLM_PYTHON)),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(require(model)),
+        "--served-model-name",
+        served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enforce-eager",
+        "--dtype",
+        "bfloat16",
+        "--max-model-len",
+        str(max_model_len),
+        "--disable-log-stats",
+    ]
+    if pooling:
+        cmd += ["--runner", "pooling"]
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1" if pooling else "2", "HF_HUB_OFFLINE": "1"}
+    return Server(f"vllm-{served_name}", cmd, f"http://127.0.0.1:{port}/v1", env)
+
+
+def vllm_health(server: Server) -> str:
+    """vLLM's health endpoint for a server started by :func:`start_vllm`."""
+    return server.url.removesuffix("/v1") + "/health"

@@ -1,0 +1,41 @@
+"""Unit-test fixtures: a hermetic environment and the fake backend."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.unit.fakes import FakeBackend
+
+ENV_PREFIXES = ("PROMPTLAB_", "OLLAMA_", "OPENAI_", "VLLM_")
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's OLLAMA_HOST, OPENAI_BASE_URL or PROMPTLAB_* settings."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty project folder (it holds a promptlab.toml, so it is the project root)."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "promptlab.toml").write_text('default_backend = "ollama"\n')
+    return root
+
+
+@pytest.fixture
+def fake_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeBackend]]:
+    """Registers the ``fake`` backend kind, as a plugin's entry point would."""
+    from promptlab import backends
+
+    monkeypatch.setitem(backends.KINDS, "fake", "tests.unit.fakes:FakeBackend")
+    monkeypatch.setattr(FakeBackend, "default_script", [])
+    monkeypatch.setattr(FakeBackend, "last", None)
+    yield FakeBackend

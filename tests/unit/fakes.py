@@ -1,0 +1,293 @@
+"""Deterministic stand-ins for model servers: a scripted chat model and a bag-of-words embedder.
+
+``FakeBackend`` is a real :class:`promptlab.backends.base.Backend` (kind ``fake``). Every chat
+model it creates draws its replies from one shared script, in order, and records what it was
+sent, so a test scripts a whole run (several steps, an agent loop) up front and then checks
+the messages, schemas and tools each call received.
+
+A script item is:
+
+- a ``str``: the reply text;
+- an ``AIMessage``: sent as is (e.g. with ``tool_calls``);
+- an exception instance: raised by the model call. ``translate`` maps ``ConnectionError``
+  to BackendUnreachableError, ``OverflowError`` to ContextWindowError and ``ToolsRefused``
+  to ToolsUnsupportedError;
+- a callable ``(messages) -> str | AIMessage``: computes the reply.
+
+Replies without ``usage_metadata`` get ``FakeBackend.usage`` tokens.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+
+from promptlab.backends.base import Backend, Probe
+from promptlab.config import Profile
+from promptlab.declare.prompt import Sampling
+from promptlab.errors import (
+    BackendUnreachableError,
+    ContextWindowError,
+    PromptlabError,
+    ToolsUnsupportedError,
+)
+
+ScriptItem = str | AIMessage | BaseException | Callable[[list[BaseMessage]], Any]
+
+
+class ToolsRefused(Exception):  # noqa: N818 - mimics a server's refusal, not a promptlab error
+    """What the fake server raises when tools are bound but it refuses native tool calling."""
+
+
+class ScriptExhausted(AssertionError):
+    """The run made more model calls than the test scripted."""
+
+
+@dataclass
+class Call:
+    """One model call as the fake server saw it."""
+
+    messages: list[BaseMessage]
+    json_schema: dict[str, Any] | None
+    tools: list[dict[str, Any]] | None
+    sampling: Sampling
+
+    @property
+    def texts(self) -> list[str]:
+        """Every message's text, in order."""
+        return [m.text for m in self.messages]
+
+    @property
+    def roles(self) -> list[str]:
+        """Every message's type (system, human, ai, tool), in order."""
+        return [m.type for m in self.messages]
+
+
+class Script:
+    """Replies shared by every chat model of one backend, and the log of calls."""
+
+    def __init__(self, items: Iterator[ScriptItem]) -> None:
+        self.items = items
+        self.calls: list[Call] = []
+        self.lock = threading.Lock()
+
+    def next(self) -> ScriptItem:
+        with self.lock:
+            try:
+                return next(self.items)
+            except StopIteration:
+                raise ScriptExhausted(
+                    f"the fake model was called {len(self.calls)} times, more than scripted"
+                ) from None
+
+
+class ScriptedChatModel(GenericFakeChatModel):
+    """GenericFakeChatModel drawing from a shared script, recording every call it gets."""
+
+    script: Script
+    json_schema: dict[str, Any] | None = None
+    sampling: Sampling = Sampling()
+    usage: tuple[int, int] = (7, 3)
+    refuse_tools: bool = False
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Runnable[Any, BaseMessage]:
+        """Bind tools the way LangChain integrations do: as a call keyword argument."""
+        return self.bind(tools=list(tools), **kwargs)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        tools = kwargs.get("tools")
+        with self.script.lock:
+            self.script.calls.append(
+                Call(list(messages), self.json_schema, tools, self.sampling)
+            )
+        if tools and self.refuse_tools:
+            raise ToolsRefused("this model does not support tools")
+        item = self.script.next()
+        if isinstance(item, BaseException):
+            raise item
+        if callable(item) and not isinstance(item, AIMessage):
+            item = item(list(messages))
+        message = AIMessage(content=item) if isinstance(item, str) else item
+        if message.usage_metadata is None:
+            i, o = self.usage
+            message = message.model_copy(
+                update={
+                    "usage_metadata": UsageMetadata(
+                        input_tokens=i, output_tokens=o, total_tokens=i + o
+                    )
+                }
+            )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        message = self._generate(messages, stop, run_manager, **kwargs).generations[0].message
+        assert isinstance(message, AIMessage)
+        tokens = [t for t in re.split(r"(\s)", message.text) if t]
+        for token in tokens:
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+            if run_manager:
+                run_manager.on_llm_new_token(token, chunk=chunk)
+            yield chunk
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                tool_call_chunks=[
+                    {
+                        "name": tc["name"],
+                        "args": _json(tc["args"]),
+                        "id": tc.get("id"),
+                        "index": i,
+                        "type": "tool_call_chunk",
+                    }
+                    for i, tc in enumerate(message.tool_calls)
+                ],
+                usage_metadata=message.usage_metadata,
+            )
+        )
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-fake"
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+class BagOfWordsEmbeddings(Embeddings):
+    """Hashed bag of words, L2-normalised: texts sharing words are close, others are not."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.documents_embedded = 0
+        self.queries_embedded = 0
+        self._lock = threading.Lock()
+
+    def _vector(self, text: str) -> list[float]:
+        vector = [0.0] * self.size
+        for word in re.findall(r"[a-z0-9]+", text.lower()):
+            vector[zlib.crc32(word.encode()) % self.size] += 1.0
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        return [v / norm for v in vector]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:
+            self.documents_embedded += len(texts)
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        with self._lock:
+            self.queries_embedded += 1
+        return self._vector(text)
+
+
+class FakeBackend(Backend):
+    """A backend whose server is a script: no network, no model files."""
+
+    kind: ClassVar[str] = "fake"
+
+    #: What instances built by ``create_backend`` (e.g. from the CLI) reply; tests set it.
+    default_script: ClassVar[list[ScriptItem]] = []
+    #: The last instance built, so that a CLI test can look at its calls.
+    last: ClassVar[FakeBackend | None] = None
+
+    def __init__(
+        self,
+        profile: Profile | None = None,
+        root: Path | None = None,
+        *,
+        script: Iterable[ScriptItem] | None = None,
+        native: bool = False,
+        refuse_tools: bool = False,
+        usage: tuple[int, int] = (7, 3),
+    ) -> None:
+        super().__init__(profile or fake_profile(), root or Path.cwd())
+        items = list(self.default_script) if script is None else script
+        self.script = Script(iter(items))
+        self.native = native
+        self.refuse_tools = refuse_tools
+        self.usage = usage
+        self.embedder = BagOfWordsEmbeddings()
+        self.models_created: list[ScriptedChatModel] = []
+        FakeBackend.last = self
+
+    @classmethod
+    def replying(cls, reply: Callable[[list[BaseMessage]], Any], **kwargs: Any) -> FakeBackend:
+        """A backend that computes every reply from the messages (thread-safe, unordered)."""
+        return cls(script=itertools.repeat(reply), **kwargs)
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every model call so far, in order."""
+        return self.script.calls
+
+    def chat_model(
+        self, logical: str, sampling: Sampling, json_schema: dict[str, Any] | None = None
+    ) -> ScriptedChatModel:
+        self.spec(logical)
+        model = ScriptedChatModel(
+            messages=iter(()),
+            script=self.script,
+            json_schema=json_schema,
+            sampling=sampling,
+            usage=self.usage,
+            refuse_tools=self.refuse_tools,
+        )
+        self.models_created.append(model)
+        return model
+
+    def embeddings(self, logical: str) -> Embeddings:
+        self.spec(logical)
+        return self.embedder
+
+    async def probe(self) -> Probe:
+        return Probe(True, "fake://", "scripted", tuple(self.profile.models))
+
+    def native_tools(self, logical: str) -> bool:
+        return self.native
+
+    def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
+        if isinstance(exc, ConnectionError):
+            return BackendUnreachableError(
+                f"the fake server is not reachable at {self.url(logical)}: start it"
+            )
+        if isinstance(exc, ToolsRefused):
+            return ToolsUnsupportedError(str(exc))
+        if isinstance(exc, OverflowError):
+            return ContextWindowError(f"the fake model's window is too small: {exc}")
+        return None
+
+
+def fake_profile(name: str = "fake", **models: str) -> Profile:
+    """A profile of kind ``fake`` mapping ``chat`` and ``embed`` (plus any given)."""
+    mapped = {"chat": "fake-chat", "embed": "fake-embed", **models}
+    return Profile(name=name, kind="fake", url="fake://server", models=mapped)
