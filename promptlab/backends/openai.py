@@ -74,6 +74,9 @@ class OpenAIBackend(Backend):
             max_retries=0,
             stream_usage=True,
             extra_body=extra or None,
+            # One async client per chat model: the executor keeps a model per event loop,
+            # and an async connection pool must not be shared across loops.
+            http_async_client=openai.DefaultAsyncHttpxClient(timeout=self.profile.timeout),
         )
 
     def embeddings(self, logical: str) -> Embeddings:

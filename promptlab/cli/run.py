@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from promptlab.cli.common import backend_for, print_json
 from promptlab.declare.flow import Flow
 from promptlab.errors import InputError
+from promptlab.runtime._loop import run_blocking
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.loader import load_flow
 from promptlab.runtime.result import RunResult
@@ -94,12 +95,13 @@ def _track(result: RunResult, settings: Any, enabled: bool) -> str | None:
         return None
 
 
-async def _once(executor: Executor, inputs: dict[str, Any], stream: bool) -> RunResult:
+def _once(executor: Executor, inputs: dict[str, Any], stream: bool) -> RunResult:
     def show(token: str) -> None:
         sys.stdout.write(token)
         sys.stdout.flush()
 
-    result = await executor.run(inputs, on_token=show if stream else None)
+    on_token = show if stream else None
+    result = run_blocking(lambda blocking: executor.run(inputs, on_token, blocking=blocking))
     if stream and result.error is None:
         sys.stdout.write("\n")
     return result
@@ -111,11 +113,9 @@ def run_command(args: argparse.Namespace) -> int:
     inputs = parse_inputs(args)
     backend, settings = backend_for(args, flow.base_dir)
     executor = Executor(flow, backend, settings.state_dir)
-    from promptlab.runtime._loop import run_sync
-
     if args.chat:
         return _chat(flow, executor, inputs, settings, args)
-    result = run_sync(_once(executor, inputs, args.stream and not args.json))
+    result = _once(executor, inputs, args.stream and not args.json)
     trace_id = _track(result, settings, not args.no_track)
     result.raise_for_error()
     if args.json:
@@ -138,8 +138,6 @@ def chat_field(flow: Flow) -> str:
 def _chat(
     flow: Flow, executor: Executor, inputs: dict[str, Any], settings: Any, args: argparse.Namespace
 ) -> int:
-    from promptlab.runtime._loop import run_sync
-
     field = chat_field(flow)
     keeps_history = "history" in flow.input.model_fields
     history: list[str] = []
@@ -158,7 +156,7 @@ def _chat(
         turn = {**inputs, field: text}
         if keeps_history:
             turn["history"] = "\n".join(history)
-        result = run_sync(_once(executor, turn, args.stream))
+        result = _once(executor, turn, args.stream)
         trace_id = _track(result, settings, not args.no_track)
         result.raise_for_error()
         answer = render_output(result.output)

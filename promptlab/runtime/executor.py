@@ -42,8 +42,14 @@ class Executor:
         self._indexes: dict[str, Index] = {}
         self._tools_native: dict[str, bool] = {}
 
-    async def run(self, inputs: Any, on_token: OnToken | None = None) -> RunResult:
-        """Run the flow once; the result carries the output, or the error that ended it."""
+    async def run(
+        self, inputs: Any, on_token: OnToken | None = None, *, blocking: bool = False
+    ) -> RunResult:
+        """Run the flow once; the result carries the output, or the error that ended it.
+
+        ``blocking`` makes model calls through the clients' synchronous paths (for a caller
+        that owns this event loop and waits on it anyway: see ``run_blocking``).
+        """
         started = time.perf_counter()
         validated = self.flow.validate_input(inputs)
         state: dict[str, Any] = {k: getattr(validated, k) for k in type(validated).model_fields}
@@ -53,7 +59,7 @@ class Executor:
             models={m: self._describe(m) for m in self.flow.models},
             inputs=validated.model_dump(mode="json"),
         )
-        call = _Call(self, result, Recorder(), started)
+        call = _Call(self, result, Recorder(), started, blocking)
         root = call.recorder.open(
             self.flow.name, "CHAIN", None, result.inputs, backend=self.backend.name
         )
@@ -122,11 +128,14 @@ class Executor:
 class _Call:
     """The state of one run: its result, its spans and its clock."""
 
-    def __init__(self, ex: Executor, result: RunResult, recorder: Recorder, started: float) -> None:
+    def __init__(
+        self, ex: Executor, result: RunResult, recorder: Recorder, started: float, blocking: bool
+    ) -> None:
         self.ex = ex
         self.result = result
         self.recorder = recorder
         self.started = started
+        self.blocking = blocking
 
     async def step(
         self,
@@ -197,13 +206,13 @@ class _Call:
             sampling=prompt.sampling.model_dump(exclude_none=True),
         )
         try:
-            if on_token is None:
-                reply = await runnable.ainvoke(messages)
-                message = (
-                    reply if isinstance(reply, AIMessage) else AIMessage(content=reply.content)
-                )
-            else:
+            if on_token is not None:
                 message = await self._stream(runnable, messages, on_token)
+            else:
+                reply = (
+                    runnable.invoke(messages) if self.blocking else await runnable.ainvoke(messages)
+                )
+                message = reply if isinstance(reply, AIMessage) else AIMessage(reply.content)
             self.ex.backend.check_response(message, logical)
         except PromptlabError as exc:
             self.recorder.close(span, error=str(exc))
@@ -226,14 +235,23 @@ class _Call:
         self, runnable: Runnable[Any, BaseMessage], messages: list[BaseMessage], on_token: OnToken
     ) -> AIMessage:
         total: AIMessageChunk | None = None
-        async for chunk in runnable.astream(messages):
+
+        def take(chunk: Any) -> None:
+            nonlocal total
             if not isinstance(chunk, AIMessageChunk):
-                continue
+                return
             if chunk.text:
                 if self.result.ttft_s is None:
                     self.result.ttft_s = time.perf_counter() - self.started
                 on_token(chunk.text)
             total = chunk if total is None else total + chunk
+
+        if self.blocking:
+            for chunk in runnable.stream(messages):
+                take(chunk)
+        else:
+            async for chunk in runnable.astream(messages):
+                take(chunk)
         if total is None:
             return AIMessage(content="")
         return AIMessage(

@@ -13,7 +13,7 @@ from promptlab.backends import create_backend
 from promptlab.backends.base import Backend
 from promptlab.config import Settings, load_settings
 from promptlab.declare.flow import Flow
-from promptlab.runtime._loop import run_sync
+from promptlab.runtime._loop import background_loop, run_blocking
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.result import RunResult
 
@@ -55,7 +55,8 @@ class FlowRunnable(Runnable[Any, Any]):
 
     def run(self, input: Any) -> RunResult:
         """Synchronous :meth:`arun`."""
-        return run_sync(self.arun(input))
+        result = run_blocking(lambda blocking: self.executor.run(input, blocking=blocking))
+        return result.raise_for_error()
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Run once and return the flow's output."""
@@ -63,7 +64,7 @@ class FlowRunnable(Runnable[Any, Any]):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Run once and return the flow's output."""
-        return run_sync(self.ainvoke(input, config))
+        return self.run(input).output
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -100,9 +101,7 @@ class FlowRunnable(Runnable[Any, Any]):
             finally:
                 items.put(_DONE)
 
-        from promptlab.runtime._loop import _background
-
-        asyncio.run_coroutine_threadsafe(pump(), _background())
+        asyncio.run_coroutine_threadsafe(pump(), background_loop())
         while (item := items.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item

@@ -50,7 +50,7 @@ from promptlab.errors import (
 ScriptItem = str | AIMessage | BaseException | Callable[[list[BaseMessage]], Any]
 
 
-class ToolsRefused(Exception):  # noqa: N818 - mimics a server's refusal, not a promptlab error
+class ToolsRefused(Exception):
     """What the fake server raises when tools are bound but it refuses native tool calling."""
 
 
@@ -118,9 +118,7 @@ class ScriptedChatModel(GenericFakeChatModel):
     ) -> ChatResult:
         tools = kwargs.get("tools")
         with self.script.lock:
-            self.script.calls.append(
-                Call(list(messages), self.json_schema, tools, self.sampling)
-            )
+            self.script.calls.append(Call(list(messages), self.json_schema, tools, self.sampling))
         if tools and self.refuse_tools:
             raise ToolsRefused("this model does not support tools")
         item = self.script.next()

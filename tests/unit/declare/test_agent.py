@@ -14,7 +14,9 @@ from promptlab.errors import DeclarationError
 Reason = Literal["changed_mind", "defective"]
 
 
-def order_status(order_id: Annotated[str, Field(description="An id like NH-10001.")]) -> dict[str, str]:
+def order_status(
+    order_id: Annotated[str, Field(description="An id like NH-10001.")],
+) -> dict[str, str]:
     """Look up an order by its id.
 
     Returns the status, the carrier and the tracking number.

@@ -36,7 +36,13 @@ def docs() -> Retriever:
 
 def flow(*steps: Any, **kw: Any) -> Flow:
     return Flow(
-        **{"name": "qa", "description": "Answer questions.", "input": Question, "steps": steps, **kw}
+        **{
+            "name": "qa",
+            "description": "Answer questions.",
+            "input": Question,
+            "steps": steps,
+            **kw,
+        }
     )
 
 
@@ -162,9 +168,10 @@ def test_invalid_flow_fields_are_refused(kw: dict[str, Any]) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: declaration checks in model validators (Flow._check_wiring, Agent._unique_tools, "
-    "Retriever._check) raise ValueError, which pydantic turns into ValidationError, so an invalid "
-    "Flow/Agent/Retriever is not a DeclarationError (nor any PromptlabError) as errors.py documents",
+    reason="BUG: declaration checks in model validators (Flow._check_wiring, "
+    "Agent._unique_tools, Retriever._check) raise ValueError, which pydantic turns into "
+    "ValidationError, so an invalid Flow/Agent/Retriever is not a DeclarationError (nor any "
+    "PromptlabError) as errors.py documents",
 )
 @pytest.mark.parametrize("what", ["flow", "agent", "retriever"])
 def test_invalid_declarations_are_declaration_errors(what: str) -> None:

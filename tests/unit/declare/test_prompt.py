@@ -176,7 +176,9 @@ def test_schema_instruction_joins_the_system_message_when_there_is_an_output() -
 
 
 def test_schema_instruction_becomes_the_system_message_when_there_is_none() -> None:
-    prompt = Prompt(name="p", examples=(("user", "a"), ("assistant", "b")), user="{r}", output=Label)
+    prompt = Prompt(
+        name="p", examples=(("user", "a"), ("assistant", "b")), user="{r}", output=Label
+    )
     messages = prompt.render({"r": "x"})
     assert isinstance(messages[0], SystemMessage)
     assert SCHEMA_MARK in messages[0].text

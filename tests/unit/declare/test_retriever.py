@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,9 @@ def test_an_absolute_path_outside_the_project_is_refused(project: Path, outside:
 
 def test_allow_paths_admits_a_folder_outside_the_project(project: Path, outside: Path) -> None:
     retriever = Retriever(
-        name="kb", sources=["../elsewhere/*.md"], allow_paths=(Path("../elsewhere"),),
+        name="kb",
+        sources=["../elsewhere/*.md"],
+        allow_paths=(Path("../elsewhere"),),
         base_dir=project,
     )
     assert ids(retriever) == ["secret"]
@@ -143,8 +146,9 @@ def test_chunk_indexes_count_up_within_each_document(project: Path) -> None:
     docs = project / "docs"
     docs.mkdir()
     (docs / "long.md").write_text("\n\n".join(f"Paragraph {i} " + "word " * 30 for i in range(10)))
-    retriever = Retriever(name="kb", sources=["docs/*.md"], chunk_size=200, chunk_overlap=0,
-                          base_dir=project)
+    retriever = Retriever(
+        name="kb", sources=["docs/*.md"], chunk_size=200, chunk_overlap=0, base_dir=project
+    )
     chunks = retriever.chunks()
     assert len(chunks) > 3
     assert [c.id for c in chunks] == [f"long#{i}" for i in range(len(chunks))]
@@ -167,7 +171,9 @@ def test_query_variables() -> None:
     ]
 
 
-PARAGRAPHS = [f"Paragraph {i:02d} says " + " ".join(f"w{i}x{j}" for j in range(8)) for i in range(30)]
+PARAGRAPHS = [
+    f"Paragraph {i:02d} says " + " ".join(f"w{i}x{j}" for j in range(8)) for i in range(30)
+]
 TEXT = "\n\n".join(PARAGRAPHS)
 
 
@@ -184,8 +190,11 @@ def test_chunks_fit_the_size_and_lose_no_text(size: int, overlap: int) -> None:
     for chunk in chunks:
         chunk_words = words(chunk)
         shared = next(
-            (k for k in range(min(len(chunk_words), len(seen)), 0, -1)
-             if seen[-k:] == chunk_words[:k]),
+            (
+                k
+                for k in range(min(len(chunk_words), len(seen)), 0, -1)
+                if seen[-k:] == chunk_words[:k]
+            ),
             0,
         )
         seen += chunk_words[shared:]
@@ -195,7 +204,7 @@ def test_chunks_fit_the_size_and_lose_no_text(size: int, overlap: int) -> None:
 def test_neighbouring_chunks_share_at_most_overlap_characters() -> None:
     chunks = split_text(TEXT, 200, 50)
     assert len(chunks) > 5
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in pairwise(chunks):
         head = after.split("\n\n")[0]
         assert before.endswith(head), (before, after)
         assert 0 < len(head) <= 50
@@ -203,7 +212,7 @@ def test_neighbouring_chunks_share_at_most_overlap_characters() -> None:
 
 def test_without_overlap_chunks_share_nothing() -> None:
     chunks = split_text(TEXT, 200, 0)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in pairwise(chunks):
         assert not before.endswith(after.split("\n\n")[0])
 
 
@@ -225,7 +234,7 @@ def test_a_paragraph_longer_than_the_chunk_size_is_cut_between_words() -> None:
 def test_a_long_paragraph_keeps_the_overlap_between_its_chunks() -> None:
     paragraph = " ".join(f"word{i:03d}" for i in range(100))
     chunks = split_text(paragraph, 200, 50)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in pairwise(chunks):
         assert words(after)[0] in words(before)
 
 
@@ -258,9 +267,7 @@ def test_fingerprint_changes_when_a_document_changes(project: Path, docs: Path) 
     assert fingerprint(project) != before
 
 
-def test_fingerprint_changes_when_a_document_is_added_or_renamed(
-    project: Path, docs: Path
-) -> None:
+def test_fingerprint_changes_when_a_document_is_added_or_renamed(project: Path, docs: Path) -> None:
     before = fingerprint(project)
     (docs / "c.md").write_text("# C\n\nGamma.\n")
     added = fingerprint(project)

@@ -187,7 +187,13 @@ def test_agent_spans_nest_model_and_tool_calls(tmp_path: Path) -> None:
     backend = FakeBackend(script=[call("order_status", order_id="NH-1"), final("ok")])
     result = run(agent_flow(), backend, "q", tmp_path)
     shape = [(s.kind, s.parent) for s in result.spans]
-    assert shape == [("CHAIN", None), ("AGENT", 0), ("CHAT_MODEL", 1), ("TOOL", 1), ("CHAT_MODEL", 1)]
+    assert shape == [
+        ("CHAIN", None),
+        ("AGENT", 0),
+        ("CHAT_MODEL", 1),
+        ("TOOL", 1),
+        ("CHAT_MODEL", 1),
+    ]
     agent_span = result.spans[1]
     assert agent_span.name == "helper"
     assert agent_span.outputs == "ok"
@@ -203,7 +209,10 @@ def tool_message(name: str, args: dict[str, Any], call_id: str) -> AIMessage:
 def test_native_loop_runs_scripted_tool_calls(tmp_path: Path) -> None:
     backend = FakeBackend(
         native=True,
-        script=[tool_message("order_status", {"order_id": "NH-1"}, "call-1"), "It shipped with DHL."],
+        script=[
+            tool_message("order_status", {"order_id": "NH-1"}, "call-1"),
+            "It shipped with DHL.",
+        ],
     )
     result = run(agent_flow(), backend, "Where is NH-1?", tmp_path)
     assert result.error is None

@@ -244,7 +244,9 @@ def test_a_retrieval_flow_stores_the_retrieved_documents_with_their_ids(
 ) -> None:
     backend = FakeBackend(script=["Within 14 days."])
     result = run(
-        rag_flow(project), backend, {"question": "When are refunds paid back?"},
+        rag_flow(project),
+        backend,
+        {"question": "When are refunds paid back?"},
         project / ".promptlab",
     )
     assert result.error is None
@@ -267,7 +269,9 @@ def test_a_retrieval_flow_stores_the_retrieved_documents_with_their_ids(
 def test_the_retrieval_span_records_the_query_and_the_documents(project: Path, kb: Path) -> None:
     backend = FakeBackend(script=["ok"])
     result = run(
-        rag_flow(project, top_k=1), backend, {"question": "How do I descale the kettle?"},
+        rag_flow(project, top_k=1),
+        backend,
+        {"question": "How do I descale the kettle?"},
         project / ".promptlab",
     )
     [span] = [s for s in result.spans if s.kind == "RETRIEVER"]
