@@ -31,6 +31,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -125,18 +126,26 @@ class Settings(BaseModel):
 
 
 def _ollama_url(host: str) -> str:
-    """OLLAMA_HOST as Ollama reads it: ``host[:port]`` or a full URL."""
-    url = host if "://" in host else f"http://{host}"
-    return url if url.rsplit(":", 1)[-1].isdigit() else f"{url}:11434"
+    """OLLAMA_HOST read as Ollama's clients read it: ``[scheme://][host][:port][/path]``."""
+    scheme, sep, rest = host.strip().partition("://")
+    if not sep:
+        scheme, rest = "http", host.strip()
+    default_port = {"http": 80, "https": 443}.get(scheme, 11434) if sep else 11434
+    split = urlsplit(f"{scheme}://{rest}")
+    hostname = split.hostname or "127.0.0.1"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    path = split.path.strip("/")
+    return f"{scheme}://{hostname}:{split.port or default_port}" + (f"/{path}" if path else "")
 
 
-def _builtin_profiles(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+def _builtin_profiles() -> dict[str, dict[str, Any]]:
     return {
         "ollama": {"kind": "ollama", "url": "http://localhost:11434"},
         "vllm": {"kind": "vllm", "url": "http://localhost:8000/v1", "api_key_env": "VLLM_API_KEY"},
         "openai": {
             "kind": "openai",
-            "url": env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            "url": "https://api.openai.com/v1",
             "api_key_env": "OPENAI_API_KEY",
         },
         "llamacpp": {"kind": "llamacpp"},
@@ -156,18 +165,26 @@ def find_root(start: Path) -> Path:
     return start
 
 
-def _read_file(root: Path) -> dict[str, Any]:
+def config_file(root: Path) -> Path:
+    """The file the project's settings come from: promptlab.toml, else pyproject.toml."""
     path = root / "promptlab.toml"
+    return (
+        path
+        if path.is_file() or not (root / "pyproject.toml").is_file()
+        else root / "pyproject.toml"
+    )
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
     try:
-        if path.is_file():
-            return tomllib.loads(path.read_text())
-        pyproject = root / "pyproject.toml"
-        if pyproject.is_file():
-            data = tomllib.loads(pyproject.read_text()).get("tool", {}).get("promptlab", {})
-            return dict(data)
+        data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc}): fix the file") from None
-    return {}
+    if path.name == "pyproject.toml":
+        return dict(data.get("tool", {}).get("promptlab", {}))
+    return data
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,12 +205,15 @@ def load_settings(
     """Read the project config from ``start`` upwards and apply env and CLI overrides."""
     env = os.environ if env is None else env
     root = find_root(start or Path.cwd())
-    data = _read_file(root)
-    backends = _merge(_builtin_profiles(env), data.pop("backends", {}))
+    source = config_file(root)
+    data = _read_file(source)
+    backends = _merge(_builtin_profiles(), data.pop("backends", {}))
     for name, profile in backends.items():
         profile.setdefault("kind", name)
         if profile["kind"] == "ollama" and env.get("OLLAMA_HOST"):
             profile["url"] = _ollama_url(env["OLLAMA_HOST"])
+        if profile["kind"] == "openai" and env.get("OPENAI_BASE_URL"):
+            profile["url"] = env["OPENAI_BASE_URL"]
         prefix = f"PROMPTLAB_{_env_name(name)}_"
         if env.get(f"{prefix}URL"):
             profile["url"] = env[f"{prefix}URL"]
@@ -213,6 +233,5 @@ def load_settings(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"{root / 'promptlab.toml'}: {where}: {first['msg']}: fix this key"
-        ) from None
+        table = "[tool.promptlab] " if source.name == "pyproject.toml" else ""
+        raise ConfigError(f"{source}: {table}{where}: {first['msg']}: fix this key") from None

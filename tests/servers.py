@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -35,7 +36,7 @@ class Server:
     def __init__(self, name: str, cmd: Sequence[str], url: str, env: dict[str, str]) -> None:
         self.name = name
         self.url = url
-        self.log: IO[bytes] = tempfile.TemporaryFile(prefix=f"{name}-")
+        self.log: IO[bytes] = tempfile.TemporaryFile(prefix=f"{name}-")  # noqa: SIM115
         self.proc = subprocess.Popen(
             list(cmd),
             cwd=REPO,
@@ -73,25 +74,17 @@ class Server:
     def stop(self) -> None:
         """SIGTERM the whole process group, SIGKILL what is left after 20 s."""
         if self.proc.poll() is None:
-            with _suppress_lookup():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                with _suppress_lookup():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-        with _suppress_lookup():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # children that outlived their parent
         self.log.close()
-
-
-class _suppress_lookup:  # noqa: N801 - used as a statement
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is ProcessLookupError or exc[0] is PermissionError
 
 
 def require(path: Path) -> Path:
@@ -104,7 +97,7 @@ def require(path: Path) -> Path:
 def start_vllm(
     model: Path, served_name: str, *, pooling: bool = False, max_model_len: int = 2048
 ) -> Server:
-    """vLLM's OpenAI-compatible server on the CPU (its own virtualenv), started in the background."""
+    """vLLM's OpenAI-compatible server on the CPU (its own virtualenv), started, not awaited."""
     port = free_port()
     cmd = [
         str(require(VLLM_PYTHON)),

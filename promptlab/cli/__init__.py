@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="one input field (repeatable); JSON values ([..], {..}, numbers) are parsed",
+        help="one input field (repeatable); [..], {..}, true, false and null are parsed as "
+        "JSON, anything else is text that the flow's input type converts",
     )
     run.add_argument("--stream", action="store_true", help="print tokens as they arrive")
     run.add_argument("--chat", action="store_true", help="multi-turn session on stdin")
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _handler(args.command)(args)
     except PromptlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from promptlab.config import ToolMode
+from promptlab.declare._base import Declaration
 from promptlab.declare.prompt import Prompt
 from promptlab.errors import DeclarationError
 
@@ -99,7 +100,7 @@ def to_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-class Agent(BaseModel):
+class Agent(Declaration):
     """A prompt with tools, run in a loop until it answers or reaches ``max_steps``.
 
     ``tools="auto"`` uses the backend's native tool calling where the model supports it, and
@@ -117,8 +118,6 @@ class Agent(BaseModel):
                        tools=[order_status], max_steps=4)
         ```
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     prompt: Prompt

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from promptlab.declare._base import Declaration
 from promptlab.declare._source import caller_dir
 from promptlab.declare.agent import Agent
 from promptlab.declare.prompt import Prompt
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 Step = Prompt | Retriever | Agent
 
 
-class Flow(BaseModel):
+class Flow(Declaration):
     r"""A flow declared once and run on any backend.
 
     Steps run in order over one state that starts as the input's fields. Each step stores
@@ -45,8 +46,6 @@ class Flow(BaseModel):
         qa.bind("ollama").invoke({"question": "How many vacation days?"})
         ```
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
     description: str

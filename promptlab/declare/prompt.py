@@ -10,6 +10,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from promptlab.declare._base import Declaration
 from promptlab.errors import DeclarationError, InputError, OutputValidationError
 
 Role = Literal["system", "user", "assistant"]
@@ -37,7 +38,7 @@ class Sampling(BaseModel):
 def template_variables(template: str) -> list[str]:
     """The ``{name}`` variables of an f-string style template, in order of appearance."""
     try:
-        names = [field for _, field, _, _ in string.Formatter().parse(template) if field]
+        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
         raise DeclarationError(
             f"invalid template {template[:40]!r}: {exc}; write literal braces as {{{{ and }}}}"
@@ -51,7 +52,7 @@ def template_variables(template: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-class Prompt(BaseModel):
+class Prompt(Declaration):
     """A chat prompt declared once and rendered for any backend.
 
     Templates use ``{variable}`` placeholders; literal braces are written ``{{`` and ``}}``.
@@ -71,8 +72,6 @@ class Prompt(BaseModel):
         )
         ```
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     system: str | None = None

@@ -12,6 +12,7 @@ from langchain_core.vectorstores import VectorStore
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptlab.config import find_root
+from promptlab.declare._base import Declaration
 from promptlab.declare._source import caller_dir
 from promptlab.declare.prompt import template_variables
 from promptlab.errors import DeclarationError
@@ -37,7 +38,7 @@ class Chunk(BaseModel):
         return f"{self.doc_id}#{self.index}"
 
 
-class Retriever(BaseModel):
+class Retriever(Declaration):
     """Documents from local files, chunked, embedded by a logical model, searched top-k.
 
     Document ids are file paths relative to the glob's folder, without suffix
@@ -51,8 +52,6 @@ class Retriever(BaseModel):
         kb = Retriever(name="kb", sources=["data/kb/*.md"], top_k=3, query="{question}")
         ```
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     sources: tuple[str, ...] = Field(min_length=1)
@@ -78,23 +77,31 @@ class Retriever(BaseModel):
         return template_variables(self.query)
 
     def files(self) -> list[tuple[str, Path]]:
-        """Every (doc_id, path) the sources match, checked against the allowed folders."""
+        """Every (doc_id, path) the sources match, each checked against the allowed folders."""
         root = find_root(self.base_dir)
         allowed = [root, *(Path(self.base_dir, p).resolve() for p in self.allow_paths)]
         found: dict[str, Path] = {}
         for pattern in self.sources:
             base, glob = _split_glob(pattern)
             folder = (self.base_dir / base).resolve()
-            if not any(folder == a or a in folder.parents for a in allowed):
-                raise DeclarationError(
-                    f"retriever '{self.name}': {folder} is outside the project {root}: move the "
-                    "documents into the project or add the folder to allow_paths"
-                )
             matches = [folder] if not glob else sorted(folder.glob(glob))
             for path in matches:
-                if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES:
-                    rel = path.relative_to(folder if glob else folder.parent)
-                    found.setdefault(rel.with_suffix("").as_posix(), path)
+                if not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES:
+                    continue
+                real = path.resolve()
+                if not any(a == real.parent or a in real.parents for a in allowed):
+                    raise DeclarationError(
+                        f"retriever '{self.name}': {real} is outside the project {root}: move "
+                        "the documents into the project or add their folder to allow_paths"
+                    )
+                doc_id = path.relative_to(folder if glob else folder.parent).with_suffix("")
+                key = doc_id.as_posix()
+                if key in found and found[key] != real:
+                    raise DeclarationError(
+                        f"retriever '{self.name}': {found[key]} and {real} both have the "
+                        f"document id '{key}': rename one, or list their common parent folder"
+                    )
+                found[key] = real
         if not found:
             raise DeclarationError(
                 f"retriever '{self.name}': no .md/.txt file matches {list(self.sources)} "
@@ -138,29 +145,41 @@ def _title(text: str, fallback: str) -> str:
 
 
 def split_text(text: str, size: int, overlap: int) -> list[str]:
-    """Pack paragraphs into chunks of at most ``size`` characters, ``overlap`` carried over."""
-    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    """Pack paragraphs into chunks of at most ``size`` characters.
+
+    Each chunk after the first starts with the last ``overlap`` characters (whole words) of
+    the one before, so a sentence cut at a boundary is found from both sides.
+    """
+    step = size - overlap - 2 if overlap else size  # a carried tail and its separator fit
     pieces: list[str] = []
-    for para in paragraphs:
-        while len(para) > size:
-            cut = para.rfind(" ", 0, size)
-            cut = cut if cut > size // 2 else size
+    for para in (p.strip() for p in text.split("\n\n")):
+        while len(para) > step:
+            cut = para.rfind(" ", 0, step)
+            cut = cut if cut > step // 2 else step
             pieces.append(para[:cut].strip())
             para = para[cut:].strip()
-        pieces.append(para)
+        if para:
+            pieces.append(para)
     chunks: list[str] = []
     current = ""
     for piece in pieces:
         if current and len(current) + 2 + len(piece) > size:
             chunks.append(current)
-            tail = current[-overlap:] if overlap else ""
-            tail = tail[tail.find(" ") + 1 :] if " " in tail else tail
-            current = f"{tail}\n\n{piece}" if tail and len(tail) + 2 + len(piece) <= size else piece
+            tail = _tail(current, overlap)
+            current = f"{tail}\n\n{piece}" if tail else piece
         else:
             current = f"{current}\n\n{piece}" if current else piece
     if current:
         chunks.append(current)
     return chunks
+
+
+def _tail(text: str, limit: int) -> str:
+    """The last whole words of ``text`` that fit in ``limit`` characters."""
+    if limit <= 0:
+        return ""
+    tail = text[-limit:]
+    return tail[tail.find(" ") + 1 :] if len(text) > limit and " " in tail else tail
 
 
 def format_context(docs: list[Any]) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from pydantic import BaseModel
 
 from promptlab.declare.agent import Agent, describe_error, to_text
 from promptlab.declare.prompt import parse_output
@@ -100,10 +101,13 @@ async def _json_loop(
     for step in range(1, agent.max_steps + 1):
         decision_model = agent.decision_model(final_only=step == agent.max_steps)
         schema = decision_model.model_json_schema()
-        reply = await call.llm(prompt, messages, parent=parent, schema=schema, on_token=on_token)
+        reply = await call.llm(prompt, messages, parent=parent, schema=schema)
         decision: Any = parse_output(decision_model, reply.text, what=f"agent '{agent.name}'")
         decision = getattr(decision, "root", decision)
         if decision.tool == "final_answer":
+            if on_token:  # decisions are JSON: only the answer is worth showing, whole
+                answer = decision.answer
+                on_token(answer.model_dump_json() if isinstance(answer, BaseModel) else answer)
             return decision.answer
         arguments = decision.arguments.model_dump(mode="json")
         result = await _use_tool(call, agent, step, decision.tool, arguments, "json", parent)

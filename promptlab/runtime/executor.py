@@ -153,8 +153,12 @@ class _Call:
             return await run_agent(self, step, state, parent, on_token)
         values = {k: state[k] for k in step.variables}
         span = self.recorder.open(step.name, "CHAIN", parent, _jsonable(values))
-        message = await self.llm(step, step.render(values), parent=span, on_token=on_token)
-        output = step.parse(message.text)
+        try:
+            message = await self.llm(step, step.render(values), parent=span, on_token=on_token)
+            output = step.parse(message.text)
+        except Exception as exc:
+            self.recorder.close(span, error=str(exc))
+            raise
         self.recorder.close(span, _jsonable(output))
         return output
 

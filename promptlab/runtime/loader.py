@@ -42,7 +42,7 @@ def _describe(exc: BaseException) -> str:
         return f"invalid {exc.title}" + (f" {field}" if field else "") + f": {message}"
     if isinstance(exc, SyntaxError):
         return f"syntax error: {exc.msg}"
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def import_file(path: Path) -> ModuleType:

@@ -1,4 +1,4 @@
-"""Every expected failure, through the real CLI: a non-zero exit, one line naming the fix, no traceback."""
+"""Every expected failure through the real CLI: non-zero exit, one line naming the fix."""
 
 from __future__ import annotations
 

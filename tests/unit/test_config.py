@@ -109,12 +109,6 @@ def test_ollama_host_forms(
     assert load_settings(project).profile("ollama").url == url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config.py _ollama_url appends ':11434' whenever the text after the last ':' is "
-    "not all digits, so 'http://host:1234/' becomes 'http://host:1234/:11434', "
-    "'https://host' gets port 11434 (Ollama's clients use 443) and ':5000' becomes 'http://:5000'",
-)
 @pytest.mark.parametrize(
     ("host", "urls"),
     [
@@ -202,12 +196,6 @@ def test_openai_base_url_sets_the_openai_default(
     assert load_settings(project).profile("openai").url == "http://proxy/v1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config.py load_settings puts OPENAI_BASE_URL into the built-in profile, which "
-    "the config file then overrides, although the module docstring ranks environment variables "
-    "(OPENAI_BASE_URL included) above the config file",
-)
 def test_openai_base_url_beats_the_config_file(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,12 +231,6 @@ def test_invalid_toml_is_a_config_error(project: Path) -> None:
         load_settings(project)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config.py _read_file and load_settings always name promptlab.toml in their "
-    "errors, even when the settings came from [tool.promptlab] in pyproject.toml (a file that "
-    "then does not exist)",
-)
 @pytest.mark.parametrize(
     "text",
     ['[tool.promptlab]\ndefualt_backend = "vllm"\n', "[tool.promptlab\n"],

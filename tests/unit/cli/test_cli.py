@@ -67,12 +67,6 @@ def test_pair_values_that_look_like_json_are_parsed(value: str, parsed: Any) -> 
     assert inputs("-i", f"x={value}") == {"x": parsed}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the -i help (cli/__init__.py) says numbers are parsed as JSON, but "
-    "cli/run.py _value only parses values starting with [ or { and true/false/null: "
-    "-i n=3 gives the string '3'",
-)
 def test_pair_number_parsing_matches_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--help"])

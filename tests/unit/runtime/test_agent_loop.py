@@ -311,12 +311,6 @@ def test_tool_mode_json_never_binds_tools(tmp_path: Path) -> None:
     assert backend.calls[0].tools is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: runtime/agent.py _json_loop passes on_token to every step's model call, so "
-    "streaming a text agent in JSON mode emits the raw decision JSON (tool calls included) "
-    "instead of the answer text",
-)
 def test_streaming_a_json_loop_agent_streams_only_the_answer(tmp_path: Path) -> None:
     backend = FakeBackend(script=[call("order_status", order_id="NH-1"), final("It shipped.")])
     tokens: list[str] = []
