@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import string
+from functools import cached_property
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -104,7 +105,7 @@ class Prompt(Declaration):
             raise DeclarationError(f"prompt '{self.name}' has no user message: set user=...")
         self.variables  # noqa: B018 - parses every template once, failing early
 
-    @property
+    @cached_property
     def templates(self) -> list[tuple[Role, str]]:
         """Every message template in order: system, the declared messages, then user."""
         out: list[tuple[Role, str]] = []
@@ -115,13 +116,13 @@ class Prompt(Declaration):
             out.append(("user", self.user))
         return out
 
-    @property
+    @cached_property
     def variables(self) -> list[str]:
         """Every variable the templates use."""
         names = [v for _, text in self.templates for v in template_variables(text)]
         return list(dict.fromkeys(names))
 
-    @property
+    @cached_property
     def json_schema(self) -> dict[str, Any] | None:
         """The JSON schema of the output model, if the prompt has one."""
         return self.output.model_json_schema() if self.output else None
