@@ -263,16 +263,15 @@ def child_sync(url: str, root: Path, calls: int) -> dict[str, Any]:
     names = [
         "hand-written chain",
         "promptlab",
-        "chain.ainvoke via run_sync (promptlab's background loop thread)",
+        "chain.ainvoke via run_sync (a background loop thread)",
         "chain.ainvoke via run_until_complete (a loop in the calling thread)",
     ]
     return figures_of(
         times,
         names,
         [
-            ("hand-off to the loop thread (run_sync - run_until_complete)", 2, 3),
+            ("hand-off to a loop thread (run_sync - run_until_complete)", 2, 3),
             ("async client stack instead of sync (run_until_complete - chain)", 3, 0),
-            ("promptlab vs LCEL on the same sync-over-async entry (promptlab - run_sync)", 1, 2),
         ],
     )
 

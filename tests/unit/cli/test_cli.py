@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -233,6 +234,40 @@ def test_run_stream_prints_the_tokens(
     )
     assert code == 0
     assert out == "It is Paris.\n"
+
+
+CHAT_FLOW = """\
+from pydantic import BaseModel
+from promptlab import Flow, Prompt
+
+
+class Turn(BaseModel):
+    question: str
+    history: str = ""
+
+
+support = Flow(name="support", description="Chat.", input=Turn,
+               steps=[Prompt(name="reply", user="{history}|{question}")])
+"""
+
+
+def test_chat_answers_each_line_and_keeps_the_history(
+    cli_project: Path,
+    fake_kind: type[FakeBackend],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (cli_project / "chat.py").write_text(CHAT_FLOW)
+    fake_kind.default_script = ["It shipped.", "Tomorrow."]
+    monkeypatch.setattr("sys.stdin", io.StringIO("Where is NH-1?\n\nWhen will it arrive?\n"))
+    code, out, err = cli(capsys, "run", str(cli_project / "chat.py"), "--chat", "--no-track")
+    assert code == 0
+    assert out == "It shipped.\nTomorrow.\n"
+    assert len(err.splitlines()) == 2  # one summary per turn
+    assert FakeBackend.last is not None
+    first, second = FakeBackend.last.calls
+    assert first.texts == ["|Where is NH-1?"]
+    assert second.texts == ["user: Where is NH-1?\nassistant: It shipped.|When will it arrive?"]
 
 
 def test_model_and_url_flags_override_the_profile(

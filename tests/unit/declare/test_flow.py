@@ -47,7 +47,7 @@ def flow(*steps: Any, **kw: Any) -> Flow:
 
 
 def wiring_error(*steps: Any, **kw: Any) -> str:
-    """The message of the error declaring this flow raises (DeclarationError once fixed)."""
+    """The message of the DeclarationError that declaring this flow raises."""
     with pytest.raises(DeclarationError) as info:
         flow(*steps, **kw)
     return str(info.value)

@@ -263,6 +263,19 @@ def test_native_loop_feeds_tool_errors_back(tmp_path: Path) -> None:
     assert backend.calls[1].messages[-1].text.startswith("error: LookupError")
 
 
+def test_native_loop_feeds_invalid_arguments_back(tmp_path: Path) -> None:
+    backend = FakeBackend(
+        native=True,
+        script=[tool_message("order_status", {"id": "NH-1"}, "c1"), "Which order?"],
+    )
+    result = run(agent_flow(), backend, "Where is my order?", tmp_path)
+    assert result.output == "Which order?"
+    [tool_call] = result.tool_calls
+    assert tool_call.arguments == {"id": "NH-1"}
+    assert (tool_call.error or "").startswith("invalid arguments: order_id: Field required")
+    assert "invalid arguments" in backend.calls[1].messages[-1].text
+
+
 def test_native_loop_stops_calling_tools_at_max_steps(tmp_path: Path) -> None:
     loop = tool_message("order_status", {"order_id": "NH-1"}, "c")
     backend = FakeBackend(native=True, script=[loop, loop, "Final."])
