@@ -66,8 +66,8 @@ class Retriever(Declaration):
 
     @model_validator(mode="after")
     def _check(self) -> Retriever:
-        if self.chunk_overlap >= self.chunk_size:
-            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        if self.chunk_overlap > self.chunk_size // 2:
+            raise ValueError("chunk_overlap must be at most half of chunk_size")
         template_variables(self.query)
         return self
 
@@ -150,6 +150,8 @@ def split_text(text: str, size: int, overlap: int) -> list[str]:
     Each chunk after the first starts with the last ``overlap`` characters (whole words) of
     the one before, so a sentence cut at a boundary is found from both sides.
     """
+    if not 0 <= overlap <= size // 2:
+        raise ValueError(f"overlap must be between 0 and size // 2, not {overlap}")
     step = size - overlap - 2 if overlap else size  # a carried tail and its separator fit
     pieces: list[str] = []
     for para in (p.strip() for p in text.split("\n\n")):
