@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import string
-from functools import cached_property
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
