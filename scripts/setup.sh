@@ -17,7 +17,7 @@ stamp() { cat "$@" | sha256sum | cut -c1-16; }
 # pulled in by sentence-transformers would fetch the multi-GB CUDA build instead.
 want=$(stamp pyproject.toml scripts/setup.sh)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
-    echo "setup: installing promptlab into .venv (first time: several minutes, llama.cpp compiles)"
+    echo "setup: installing promptlab into .venv (the first time takes minutes: llama.cpp compiles)"
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     .venv/bin/pip install -q torch==2.13.0
     .venv/bin/pip install -q -e '.[dev]'
