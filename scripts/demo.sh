@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo: the support bot answers a customer on the embedded llama.cpp backend (no server
-# needed), the same flow file runs on Ollama and vLLM wherever they answer, and every run
-# lands as a trace in the project's MLflow store.
+# needed), the triage flow is scored on its eval suite with gates, the same flow file runs on
+# Ollama and vLLM wherever they answer, and every run lands in the project's MLflow store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -13,6 +13,8 @@ step promptlab backends
 step promptlab run flows/support_bot.py -i question="Where is my order NH-10006?"
 step promptlab run flows/support_bot.py -i question="How long does express shipping take?" --json --no-track
 step promptlab run flows/triage.py -i text="My kettle shows E3 and smells of burning plastic."
+
+step promptlab eval evals/triage.yaml
 
 for backend in ollama vllm; do
     if promptlab backends --json | python -c "import json,sys; b={r['name']: r for r in json.load(sys.stdin)['backends']}; sys.exit(0 if b['$backend']['ok'] else 1)"; then

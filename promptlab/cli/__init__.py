@@ -62,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the full result as JSON")
     run.add_argument("--no-track", action="store_true", help="do not record an MLflow trace")
 
+    ev = sub.add_parser(
+        "eval",
+        help="score flows on eval suites; gates decide the exit code",
+        description="Run eval suites (default: every evals/*.yaml) and check the stage's gates. "
+        "`promptlab eval compare RUN_A RUN_B` compares two runs. Exit 0: gates pass; "
+        "1: a gate failed; 2: an error.",
+    )
+    ev.add_argument("targets", nargs="*", metavar="SUITE|FLOW", help="suite files or flow files")
+    _add_backend_flags(ev)
+    ev.add_argument("--stage", choices=["dev", "prod"], default="dev", help="which gates to check")
+    ev.add_argument("--repeats", type=int, help="runs per case (pass@k, pass^k)")
+    ev.add_argument("--concurrency", type=int, help="cases in flight (default: per backend kind)")
+    ev.add_argument("--limit", type=int, help="only the first N cases")
+    ev.add_argument("--tag", action="append", default=[], help="only cases with this tag")
+    ev.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run")
+    ev.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ev.add_argument("--schema", action="store_true", help="print the suite JSON schema")
+
     lst = sub.add_parser("list", help="list the flows in a file or folder")
     lst.add_argument("path", nargs="?", default="flows", help="file or folder (default: flows)")
     lst.add_argument("--json", action="store_true", help="print JSON")
@@ -76,6 +94,10 @@ def _handler(command: str) -> Handler:
         from promptlab.cli.run import run_command
 
         return run_command
+    if command == "eval":
+        from promptlab.cli.eval import eval_command
+
+        return eval_command
     if command == "list":
         from promptlab.cli.inspect import list_command
 

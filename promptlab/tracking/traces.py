@@ -53,8 +53,11 @@ def _attr(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
-def log_trace(result: RunResult, settings: Settings) -> str:
-    """Write the run as one MLflow trace (spans with their real timings); returns its id."""
+def log_trace(result: RunResult, settings: Settings, run_id: str | None = None) -> str:
+    """Write the run as one MLflow trace (spans with their real timings); returns its id.
+
+    With ``run_id``, the trace belongs to that MLflow run (an eval's case traces).
+    """
     mlflow = _mlflow()
     experiment_id = open_store(settings)
     live: list[Any] = []
@@ -68,6 +71,7 @@ def log_trace(result: RunResult, settings: Settings) -> str:
                 inputs=span.inputs,
                 attributes={k: _attr(v) for k, v in span.attributes.items()},
                 experiment_id=experiment_id if parent is None else None,
+                metadata={"mlflow.sourceRun": run_id} if run_id and parent is None else None,
                 start_time_ns=span.start_ns,
             )
         )

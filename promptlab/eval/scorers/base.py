@@ -144,9 +144,13 @@ class ScorerKind:
                 f"scorer '{spec.name}' ({self.name}): {where}: {first['msg']}: fix the suite"
             ) from None
 
+    def applies(self, ctx: ScoreContext) -> bool:
+        """Whether the case is scored at all: a case without this scorer's expectation is not."""
+        return not (self.needs_expectation and ctx.expected is MISSING)
+
     async def score(self, ctx: ScoreContext, settings: BaseModel) -> Score:
         """Run the scorer; any exception it raises is an ERROR score, not a crash."""
-        if self.needs_expectation and ctx.expected is MISSING:
+        if not self.applies(ctx):
             return Score.error(f"case '{ctx.case.id}' has no expect.{ctx.spec.expect_key}")
         try:
             outcome = self.fn(ctx, settings)

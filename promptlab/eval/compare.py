@@ -1,0 +1,67 @@
+"""Two eval runs side by side: metric deltas with paired intervals, and the cases that flipped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+from promptlab.eval.results import CaseResult
+from promptlab.eval.stats import mcnemar_exact, paired_bootstrap_delta
+
+
+class ScorerDelta(BaseModel):
+    """One scorer compared over the cases both runs share."""
+
+    scorer: str
+    n: int
+    rate_a: float
+    rate_b: float
+    delta: float
+    low: float
+    high: float
+    to_pass: list[str]
+    to_fail: list[str]
+    p_value: float
+
+
+def compare(a: Sequence[CaseResult], b: Sequence[CaseResult]) -> list[ScorerDelta]:
+    """Per scorer: pass rates, the paired delta (B - A) with its interval, flips, McNemar p."""
+    first = {r.key: r for r in a}
+    second = {r.key: r for r in b}
+    shared = sorted(set(first) & set(second))
+    names = sorted({n for r in [*a, *b] for n in r.scores})
+    out = []
+    for name in names:
+        pairs = [
+            (first[k].scores[name], second[k].scores[name], k)
+            for k in shared
+            if name in first[k].scores and name in second[k].scores
+        ]
+        pairs = [(x, y, k) for x, y, k in pairs if "ERROR" not in (x.status, y.status)]
+        if not pairs:
+            continue
+        xs = [1.0 if x.status == "PASS" else 0.0 for x, _, _ in pairs]
+        ys = [1.0 if y.status == "PASS" else 0.0 for _, y, _ in pairs]
+        interval = paired_bootstrap_delta(xs, ys)
+        to_pass = [
+            f"{k[0]}#{k[1]}" for (x, y, k) in pairs if x.status == "FAIL" and y.status == "PASS"
+        ]
+        to_fail = [
+            f"{k[0]}#{k[1]}" for (x, y, k) in pairs if x.status == "PASS" and y.status == "FAIL"
+        ]
+        out.append(
+            ScorerDelta(
+                scorer=name,
+                n=len(pairs),
+                rate_a=sum(xs) / len(xs),
+                rate_b=sum(ys) / len(ys),
+                delta=interval.estimate,
+                low=interval.low,
+                high=interval.high,
+                to_pass=to_pass,
+                to_fail=to_fail,
+                p_value=mcnemar_exact(len(to_pass), len(to_fail)),
+            )
+        )
+    return out

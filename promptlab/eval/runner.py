@@ -1,0 +1,222 @@
+"""Runs a suite's cases through a flow with bounded concurrency, retries and a journal."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel
+
+from promptlab.backends import create_backend
+from promptlab.backends.base import Backend
+from promptlab.config import Settings
+from promptlab.declare.prompt import Sampling
+from promptlab.errors import (
+    BackendError,
+    BackendHTTPError,
+    BackendTimeoutError,
+    BackendUnreachableError,
+    InputError,
+    ModelNotFoundError,
+    PromptlabError,
+)
+from promptlab.eval.results import CaseResult, Journal
+from promptlab.eval.scorers.base import Models, Score, ScoreContext, ScorerKind, get_scorer
+from promptlab.eval.suite import Case, ScorerSpec, Suite
+from promptlab.runtime.executor import Executor
+from promptlab.runtime.result import RunResult
+
+# One in-flight request per slot a server really serves at once: Ollama runs one or two
+# requests in parallel by default, vLLM batches dozens.
+DEFAULT_CONCURRENCY = {"llamacpp": 1, "ollama": 2, "openai": 8, "vllm": 16}
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class EvalAborted(BackendError):
+    """The backend kept failing: the run stops, and ``--resume`` continues it later."""
+
+
+def default_concurrency(backend: Backend) -> int:
+    """The concurrency a backend kind handles well."""
+    return DEFAULT_CONCURRENCY.get(backend.kind, 4)
+
+
+def retryable(exc: BaseException) -> bool:
+    """A failure of the server, not of the case: worth another try after a pause."""
+    if isinstance(exc, BackendHTTPError):
+        return exc.status in RETRY_STATUS
+    return isinstance(exc, BackendUnreachableError | BackendTimeoutError)
+
+
+class BackendModels(Models):
+    """Scorers' model access through promptlab's backends; every call is recorded."""
+
+    def __init__(self, default: Backend, settings: Settings) -> None:
+        self.default = default
+        self.settings = settings
+        self.calls: list[dict[str, Any]] = []
+        self._backends: dict[str, Backend] = {default.name: default}
+
+    def _backend(self, name: str | None) -> Backend:
+        name = name or self.default.name
+        if name not in self._backends:
+            self._backends[name] = create_backend(self.settings.profile(name), self.settings.root)
+        return self._backends[name]
+
+    async def complete(
+        self,
+        messages: Sequence[tuple[str, str]],
+        *,
+        model: str,
+        backend: str | None,
+        schema: dict[str, Any] | None = None,
+    ) -> str:
+        """Ask a logical model (greedy decoding), constrained to ``schema`` when given."""
+        target = self._backend(backend)
+        chat = target.chat_model(model, Sampling(temperature=0, seed=0), schema)
+        sent: list[BaseMessage] = [
+            SystemMessage(content=text) if role == "system" else HumanMessage(content=text)
+            for role, text in messages
+        ]
+        record: dict[str, Any] = {
+            "model": target.describe(model),
+            "messages": [list(m) for m in messages],
+        }
+        self.calls.append(record)
+        try:
+            reply = await chat.ainvoke(sent)
+        except Exception as exc:
+            raise target.translate(exc, model) or exc from exc
+        record["reply"] = reply.text
+        return reply.text
+
+    async def embed(
+        self, texts: Sequence[str], *, model: str, backend: str | None
+    ) -> list[list[float]]:
+        """Embed texts with a logical embedding model."""
+        target = self._backend(backend)
+        try:
+            return await target.embeddings(model).aembed_documents(list(texts))
+        except Exception as exc:
+            raise target.translate(exc, model) or exc from exc
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """A suite's scorer, resolved: its spec, its kind and its validated settings."""
+
+    spec: ScorerSpec
+    kind: ScorerKind
+    settings: BaseModel
+
+
+def resolve_scorers(suite: Suite) -> list[Scoring]:
+    """Every scorer of the suite with validated settings (plugins imported first)."""
+    from pathlib import Path
+
+    from promptlab.runtime.loader import import_file
+
+    for plugin in suite.plugins:
+        import_file(Path(suite.path.parent, plugin))
+    out = []
+    for spec in suite.scorers:
+        kind = get_scorer(spec.kind)
+        out.append(Scoring(spec, kind, kind.configure(spec)))
+    return out
+
+
+@dataclass
+class Runner:
+    """Runs (case, repeat) pairs on one executor and journals each finished one."""
+
+    executor: Executor
+    scorers: list[Scoring]
+    journal: Journal
+    models: Models
+    concurrency: int
+    timeout_s: float
+    retries: int
+    on_done: Callable[[CaseResult], None] = lambda _: None
+    runs: list[tuple[CaseResult, RunResult]] = field(default_factory=list)
+
+    async def run(self, todo: Sequence[tuple[Case, int]]) -> None:
+        """Run every pair; a backend that keeps failing aborts the rest (EvalAborted)."""
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(case: Case, repeat: int) -> None:
+            async with gate:
+                run = await self._attempt(case)
+                scores = await self._score(case, run)
+                result = CaseResult.from_run(case.id, repeat, list(case.tags), run, scores)
+                self.journal.append(result)
+                self.runs.append((result, run))
+                self.on_done(result)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for case, repeat in todo:
+                    group.create_task(one(case, repeat))
+        except* EvalAborted as errors:
+            raise errors.exceptions[0] from None
+
+    async def _attempt(self, case: Case) -> RunResult:
+        for attempt in range(self.retries + 1):
+            try:
+                run = await asyncio.wait_for(self.executor.run(case.inputs), self.timeout_s)
+            except TimeoutError:
+                failure: PromptlabError = BackendTimeoutError(
+                    f"case '{case.id}' took longer than {self.timeout_s:g}s"
+                )
+            except InputError as exc:
+                return self._failed(case, exc)
+            else:
+                failure = run._exception  # type: ignore[assignment]
+                if failure is None or not (retryable(failure) or _fatal(failure)):
+                    return run
+            if _fatal(failure) or attempt == self.retries:
+                raise EvalAborted(str(failure)) from failure
+            await asyncio.sleep(min(8.0, 0.5 * 2**attempt) * (1 + random.random() / 4))
+        raise AssertionError("unreachable")
+
+    def _failed(self, case: Case, exc: PromptlabError) -> RunResult:
+        run = RunResult(
+            flow=self.executor.flow.name,
+            backend=self.executor.backend.name,
+            models={},
+            inputs=case.inputs,
+            error=str(exc),
+        )
+        run._exception = exc
+        return run
+
+    async def _score(self, case: Case, run: RunResult) -> dict[str, Score]:
+        """Every applicable scorer's verdict (a case without a scorer's expectation skips it)."""
+        scores = {}
+        for s in self.scorers:
+            ctx = ScoreContext(case=case, result=run, spec=s.spec, models=self.models)
+            if not s.kind.applies(ctx):
+                continue
+            if run.error is not None:
+                scores[s.spec.name] = Score(
+                    status="FAIL", value=0.0, detail=f"flow error: {run.error}"
+                )
+            else:
+                scores[s.spec.name] = await s.kind.score(ctx, s.settings)
+        return scores
+
+
+def _fatal(exc: BaseException) -> bool:
+    """A failure every case will hit: stop at once instead of retrying."""
+    return isinstance(exc, ModelNotFoundError)
+
+
+def select(
+    cases: Sequence[Case], *, tags: Sequence[str] = (), limit: int | None = None
+) -> list[Case]:
+    """Cases carrying any of ``tags`` (all when none), the first ``limit`` of them."""
+    chosen = [c for c in cases if not tags or set(tags) & set(c.tags)]
+    return chosen[:limit] if limit is not None else chosen

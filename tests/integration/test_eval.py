@@ -1,0 +1,178 @@
+"""`promptlab eval` against the real servers, read back from MLflow."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.integration.conftest import CLI, VLLM
+from tests.ollama_server.launch import start_server
+from tests.servers import CHAT_GGUF, EMBED_DIR, REPO, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def run_id_of(stderr: str) -> str:
+    match = re.search(r"run ([0-9a-f]{32})", stderr)
+    assert match, stderr
+    return match.group(1)
+
+
+@pytest.mark.parametrize("backend", ["ollama", "vllm"])
+def test_support_bot_suite_is_tracked_in_mlflow(
+    promptlab_cli: CLI, tracking_uri: str, backend: str
+) -> None:
+    out = promptlab_cli("eval", "evals/support_bot.yaml", "--backend", backend, "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["passed"] and summary["results"] == 32
+    mlflow.set_tracking_uri(tracking_uri)
+    run = mlflow.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["suite"] == "support_bot"
+    assert run.data.params["backend"] == backend
+    assert run.data.tags["promptlab.gates.dev"] == "pass"
+    assert run.data.metrics["recall.rate"] == pytest.approx(
+        summary["metrics"]["recall.rate"]["estimate"]
+    )
+    assert "latency.p95" in run.data.metrics and "error.rate" in run.data.metrics
+    table = mlflow.load_table("cases.json", run_ids=[run.info.run_id])
+    assert len(table) == 32 and set(table["case_id"]) >= {"orders-01", "howto-01"}
+    gates = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/gates_dev.json")
+    assert gates and all(g["passed"] for g in gates)
+    traces = mlflow.search_traces(run_id=run.info.run_id, return_type="list")
+    assert len(traces) == 32
+
+
+def test_a_failing_gate_exits_1_and_shows_the_evidence(promptlab_cli: CLI, tmp_path: Path) -> None:
+    suite = tmp_path / "strict.yaml"
+    suite.write_text(
+        (REPO / "evals" / "triage.yaml")
+        .read_text()
+        .replace("../flows/triage.py", str(REPO / "flows" / "triage.py"))
+        .replace("data/triage.jsonl", str(REPO / "evals" / "data" / "triage.jsonl"))
+        .split("gates:")[0]
+        + 'gates:\n  dev: ["category.rate >= 0.99"]\n'
+    )
+    out = promptlab_cli("eval", str(suite), "--backend", "vllm", "--limit", "6")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert re.search(r"FAIL  category.rate >= 0.99   measured [0-9.]+, threshold 0.99", out.stdout)
+    assert "worst cases:" in out.stdout and "input:" in out.stdout and "output:" in out.stdout
+
+
+def test_a_killed_backend_is_reported_and_resume_completes_the_run(
+    offline_cli: CLI, tracking_uri: str, backend_env: dict[str, str]
+) -> None:
+    port = free_port()
+    server = start_server(CHAT_GGUF, EMBED_DIR, port=port)
+    env = {"PROMPTLAB_OLLAMA_URL": server.url}
+    args = [
+        sys.executable,
+        "-m",
+        "promptlab",
+        "eval",
+        "evals/triage.yaml",
+        "-b",
+        "ollama",
+        "--limit",
+        "12",
+    ]
+    proc = subprocess.Popen(
+        args,
+        cwd=REPO,
+        env={**backend_env, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        journal = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and journal is None:
+            found = sorted(
+                (REPO / ".promptlab" / "evals").glob("*.jsonl"), key=lambda p: p.stat().st_mtime
+            )
+            recent = [p for p in found if p.stat().st_mtime > time.time() - 60]
+            if recent and len(recent[-1].read_text().splitlines()) >= 3:
+                journal = recent[-1]
+            time.sleep(0.2)
+        assert journal is not None, "no results journaled in time"
+    finally:
+        server.stop()
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2, stdout + stderr
+    error = stderr.strip().splitlines()[-1]
+    assert (
+        "Ollama is not reachable" in error and "--resume" in error and "/12 results kept" in error
+    )
+    run_id = run_id_of(stderr)
+    kept = len(journal.read_text().splitlines())
+    assert 3 <= kept < 12
+
+    server = start_server(CHAT_GGUF, EMBED_DIR, port=port)
+    try:
+        out = offline_cli(
+            "eval",
+            "evals/triage.yaml",
+            "-b",
+            "ollama",
+            "--limit",
+            "12",
+            "--resume",
+            run_id,
+            env={**backend_env, **env},
+        )
+    finally:
+        server.stop()
+    assert out.returncode in (0, 1), out.stderr
+    assert f"resuming, {kept} done" in out.stderr
+    mlflow.set_tracking_uri(tracking_uri)
+    rows = mlflow.artifacts.load_dict(f"runs:/{run_id}/results.json")
+    keys = [(r["case_id"], r["repeat"]) for r in rows]
+    assert len(keys) == 12 and len(set(keys)) == 12
+    assert mlflow.get_run(run_id).info.status == "FINISHED"
+
+
+CANARY = "sk-canary-7f3a9c1e5b"
+
+
+def test_no_secret_reaches_mlflow_artifacts_or_logs(
+    offline_cli: CLI, vllm: VLLM, tmp_path: Path, backend_env: dict[str, str]
+) -> None:
+    project = tmp_path / "project"
+    (project / "evals" / "data").mkdir(parents=True)
+    shutil.copy(REPO / "flows" / "triage.py", project / "triage.py")
+    shutil.copy(REPO / "evals" / "data" / "triage.jsonl", project / "evals" / "data")
+    (project / "evals" / "triage.yaml").write_text(
+        (REPO / "evals" / "triage.yaml").read_text().replace("../flows/triage.py", "../triage.py")
+    )
+    store = tmp_path / "store"
+    (project / "promptlab.toml").write_text(
+        f'tracking_uri = "sqlite:///{store}/mlflow.db"\n'
+        "[backends.prod]\n"
+        f'kind = "vllm"\nurl = "{vllm.chat}"\napi_key_env = "PROMPTLAB_CANARY_KEY"\n'
+        'models.chat = "smollm2-135m"\n'
+    )
+    store.mkdir()
+    env = {k: v for k, v in backend_env.items() if k != "PROMPTLAB_TRACKING_URI"}
+    env |= {"PROMPTLAB_CANARY_KEY": CANARY, "VLLM_API_KEY": CANARY, "OPENAI_API_KEY": CANARY}
+    out = offline_cli(
+        "eval", "evals/triage.yaml", "-b", "prod", "--limit", "4", cwd=project, env=env
+    )
+    assert out.returncode in (0, 1), out.stderr
+    assert CANARY not in out.stdout + out.stderr
+    hits = [
+        p
+        for p in [*store.rglob("*"), *(project / ".promptlab").rglob("*")]
+        if p.is_file() and CANARY.encode() in p.read_bytes()
+    ]
+    assert hits == []
+    assert any(store.rglob("*.db")) and any((project / ".promptlab").rglob("*.jsonl"))
