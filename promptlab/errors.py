@@ -82,9 +82,10 @@ class BackendTimeoutError(BackendError):
 class BackendHTTPError(BackendError):
     """The backend answered with an unexpected HTTP status."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class ModelNotFoundError(BackendError):

@@ -143,7 +143,9 @@ class OpenAIBackend(Backend):
             if exc.status_code == 400 and any(m in lowered for m in _TOOL_MARKERS):
                 return ToolsUnsupportedError(text)
             return BackendHTTPError(
-                f"{self.server} at {url} answered {exc.status_code}: {text}", exc.status_code
+                f"{self.server} at {url} answered {exc.status_code}: {text}",
+                exc.status_code,
+                retry_after=_retry_after(exc.response.headers.get("retry-after")),
             )
         return None
 
@@ -157,3 +159,11 @@ def _message(exc: Any) -> str:
         if "message" in body:
             return str(body["message"])
     return str(getattr(exc, "message", exc))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (the HTTP-date form is ignored)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

@@ -179,7 +179,7 @@ class Runner:
                     return run
             if _fatal(failure) or attempt == self.retries:
                 raise EvalAborted(str(failure)) from failure
-            await asyncio.sleep(min(8.0, 0.5 * 2**attempt) * (1 + random.random() / 4))
+            await asyncio.sleep(_backoff(attempt, failure))
         raise AssertionError("unreachable")
 
     def _failed(self, case: Case, exc: PromptlabError) -> RunResult:
@@ -207,6 +207,13 @@ class Runner:
             else:
                 scores[s.spec.name] = await s.kind.score(ctx, s.settings)
         return scores
+
+
+def _backoff(attempt: int, failure: BaseException) -> float:
+    """Exponential backoff with jitter, or longer when the server asked (Retry-After)."""
+    pause: float = min(8.0, 0.5 * 2**attempt) * (1 + random.random() / 4)
+    asked = failure.retry_after if isinstance(failure, BackendHTTPError) else None
+    return max(pause, min(asked, 60.0)) if asked is not None else pause
 
 
 def _fatal(exc: BaseException) -> bool:

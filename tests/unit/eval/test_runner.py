@@ -213,3 +213,14 @@ def test_a_case_without_the_expectation_is_not_scored(tmp_path: Path) -> None:
     r = runner(FakeBackend(script=[BILLING]), tmp_path)
     run(r, [(case, 0)])
     assert r.runs[0][0].scores == {}
+
+
+def test_backoff_honours_retry_after() -> None:
+    from promptlab.errors import BackendHTTPError
+    from promptlab.eval.runner import _backoff, retryable
+
+    busy = BackendHTTPError("busy", 429, retry_after=5)
+    assert retryable(busy) and not retryable(BackendHTTPError("bad", 400))
+    assert _backoff(0, busy) == 5
+    assert 0.5 <= _backoff(0, BackendHTTPError("busy", 503)) <= 0.625
+    assert _backoff(10, BackendHTTPError("busy", 503)) <= 10
