@@ -82,10 +82,8 @@ class Side:
 
     @property
     def label(self) -> str:
-        if self.kind == "serial":
-            return "promptlab serial (concurrency 1)"
-        name = "promptlab eval" if self.kind == "promptlab" else "bare httpx"
-        return f"{name}, concurrency {self.concurrency}"
+        names = {"promptlab": "promptlab eval", "bare": "bare httpx", "serial": "promptlab serial"}
+        return f"{names[self.kind]} c={self.concurrency}"
 
 
 @dataclass
@@ -97,6 +95,8 @@ class Run:
     wall_s: float
     answers: dict[str, str | None]
     tokens_out: int
+    cpu_s: float = 0.0
+    others: int | None = None
 
     @property
     def cases_per_s(self) -> float:
@@ -105,6 +105,10 @@ class Run:
     @property
     def ok(self) -> int:
         return sum(text is not None for text in self.answers.values())
+
+    @property
+    def cpu_ms_per_case(self) -> float:
+        return self.cpu_s * 1000 / len(self.answers)
 
 
 @dataclass
@@ -196,14 +200,14 @@ def run_promptlab(bench: Bench, side: Side, cases: Sequence[Case], round_: int) 
     runner = make_runner(bench, side.concurrency)
     todo = [(case, 0) for case in cases]
     gc.collect()
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     try:
         asyncio.run(runner.run(todo))
     except PromptlabError as exc:
         raise CannotRunError(f"{side.label}: the eval stopped: {exc}") from None
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     answers, tokens = promptlab_answers(runner)
-    return Run(side, round_, wall, answers, tokens)
+    return Run(side, round_, wall, answers, tokens, cpu)
 
 
 async def post_all(
@@ -244,22 +248,43 @@ def run_bare(bench: Bench, side: Side, cases: Sequence[Case], round_: int) -> Ru
     bodies = [(case.id, bench.bodies[case.id]) for case in cases]
     timeout = bench.suite.settings.timeout_s
     gc.collect()
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     replies = asyncio.run(post_all(bench.endpoint, bodies, side.concurrency, timeout))
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     answers: dict[str, str | None] = {}
     tokens = 0
     for case_id, status, reply in replies:
         answers[case_id], used = bare_answer(bench.prompt, status, reply)
         tokens += used
-    return Run(side, round_, wall, answers, tokens)
+    return Run(side, round_, wall, answers, tokens, cpu)
+
+
+def served(url: str) -> int | None:
+    """Chat completions the server has answered so far (its /metrics), or None if it cannot say."""
+    try:
+        reply = httpx.get(str(httpx.URL(url).copy_with(path="/metrics")), timeout=5)
+        reply.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    prefix = 'http_requests_total{handler="/v1/chat/completions"'
+    counts = [
+        float(line.rsplit(" ", 1)[1]) for line in reply.text.splitlines() if line.startswith(prefix)
+    ]
+    return round(sum(counts)) if counts else None
 
 
 def measure(bench: Bench, side: Side, round_: int, cases: Sequence[Case] | None = None) -> Run:
+    """One timed run, with the number of requests the server answered for other clients."""
     cases = bench.cases if cases is None else cases
+    before = served(bench.profile.url or "")
     if side.kind == "bare":
-        return run_bare(bench, side, cases, round_)
-    return run_promptlab(bench, side, cases, round_)
+        run = run_bare(bench, side, cases, round_)
+    else:
+        run = run_promptlab(bench, side, cases, round_)
+    after = served(bench.profile.url or "")
+    if before is not None and after is not None:
+        run.others = after - before - len(cases)
+    return run
 
 
 # --- set-up: the server, the bodies, the warm-up -------------------------------------------
@@ -306,15 +331,19 @@ def warm_up(bench: Bench, concurrency: int) -> str:
     runner = make_runner(bench, concurrency)
     sent: list[bytes] = []
 
-    async def capture(request: httpx.Request) -> None:
+    async def capture(request: Any) -> None:
         if request.url.path.endswith("/chat/completions"):
             sent.append(request.content)
 
     async def run() -> None:
         prompt = bench.prompt
         model = runner.executor.chat_model(prompt.model, prompt.sampling, prompt.json_schema)
-        client: httpx.AsyncClient = model.http_async_client  # the one the executor uses
-        client.event_hooks["request"].append(capture)
+        # The executor's calls go through this client (the openai SDK's, httpx or a fork).
+        client = getattr(model, "http_async_client", None)
+        hooks = getattr(client, "event_hooks", None)
+        if not isinstance(hooks, dict):
+            raise CannotRunError(f"cannot capture the requests of {type(model).__name__}")
+        hooks["request"].append(capture)
         await runner.run([(case, 0) for case in cases])
 
     try:
@@ -363,9 +392,13 @@ def same_text(run: Run, reference: Run) -> int:
     )
 
 
+def ok_ids(run: Run) -> set[str]:
+    return {case_id for case_id, text in run.answers.items() if text is not None}
+
+
 def summarise(runs: list[Run], sides: list[Side], default_c: int) -> dict[str, Any]:
-    serial_runs = [r for r in runs if r.side.kind == "serial"]
-    reference = serial_runs[0]
+    """Per side medians over rounds, the ratios, and how the answers compare."""
+    reference = next(r for r in runs if r.side.kind == "serial")
     per_side: dict[str, dict[str, Any]] = {}
     for side in sides:
         mine = sorted((r for r in runs if r.side == side), key=lambda r: r.round)
@@ -378,80 +411,88 @@ def summarise(runs: list[Run], sides: list[Side], default_c: int) -> dict[str, A
             "ok": [r.ok for r in mine],
             "tokens_out": [r.tokens_out for r in mine],
             "same_text_as_serial": [same_text(r, reference) for r in mine],
+            "client_cpu_ms_per_case": [r.cpu_ms_per_case for r in mine],
+            "other_requests": [r.others for r in mine],
         }
-    bare = [s for s in sides if s.kind == "bare"]
-    best = max(bare, key=lambda s: per_side[s.label]["median_cases_per_s"])
-    main_side = Side("promptlab", default_c)
-    ours = per_side[main_side.label]["median_cases_per_s"]
-    same_c = Side("bare", default_c)
-    rounds = sorted({r.round for r in runs})
+    rate = {label: s["median_cases_per_s"] for label, s in per_side.items()}
+    best = max((s for s in sides if s.kind == "bare"), key=lambda s: rate[s.label])
+    ours, same_c = Side("promptlab", default_c), Side("bare", default_c)
     pairs = []
-    for round_ in rounds:
-        a = next(r for r in runs if r.side == main_side and r.round == round_)
+    for round_ in sorted({r.round for r in runs}):
+        a = next(r for r in runs if r.side == ours and r.round == round_)
         b = next(r for r in runs if r.side == best and r.round == round_)
-        ok_a = {k for k, v in a.answers.items() if v is not None}
-        ok_b = {k for k, v in b.answers.items() if v is not None}
         pairs.append(
             {
                 "round": round_ + 1,
-                "ok": [len(ok_a), len(ok_b)],
-                "same_cases": ok_a == ok_b,
+                "ratio": a.cases_per_s / b.cases_per_s,
+                "ok": [a.ok, b.ok],
+                "same_cases": ok_ids(a) == ok_ids(b),
                 "same_text": same_text(a, b),
             }
         )
+    others = [r.others for r in runs]
     return {
         "sides": per_side,
         "reference_serial_round": reference.round + 1,
         "bare_best": best.label,
         "bare_best_concurrency": best.concurrency,
-        "ratio_vs_bare_best": ours / per_side[best.label]["median_cases_per_s"],
+        "ratio_vs_bare_best": rate[ours.label] / rate[best.label],
         "ratio_vs_bare_same_concurrency": (
-            ours / per_side[same_c.label]["median_cases_per_s"]
-            if same_c.label in per_side
-            else None
+            rate[ours.label] / rate[same_c.label] if same_c.label in rate else None
         ),
-        "ratio_vs_serial": ours / per_side[Side("serial", 1).label]["median_cases_per_s"],
+        "ratio_vs_serial": rate[ours.label] / rate[Side("serial", 1).label],
         "goal": GOAL,
-        "promptlab_vs_bare_best_answers": pairs,
+        "promptlab_vs_bare_best": pairs,
+        "other_requests_total": None if None in others else sum(r or 0 for r in others),
     }
+
+
+def _joined(values: Sequence[Any], spec: str = "") -> str:
+    return " ".join("?" if v is None else format(v, spec) for v in values)
 
 
 def report(fig: dict[str, Any], default_c: int, cases: int) -> None:
     print(
-        f"\n  {'side':34s} {'cases/s':>8s}   {'per round':14s} {'wall s':>7s}   "
-        f"{'ok':8s} {'tokens out':11s} {'same as serial'}"
+        f"\n  {'side':24s} {'cases/s':>7s}   {'per round':12s} {'ok':8s} {'= serial':8s} "
+        f"{'CPU ms/case':12s} {'others'}"
     )
     for label, s in fig["sides"].items():
         mark = "  <- bare best" if label == fig["bare_best"] else ""
-        rounds = " ".join(f"{v:.2f}" for v in s["cases_per_s"])
-        ok = ",".join(str(v) for v in s["ok"])
-        tokens = ",".join(str(v) for v in s["tokens_out"])
-        same = ",".join(str(v) for v in s["same_text_as_serial"])
+        rounds = _joined(s["cases_per_s"], ".2f")
         print(
-            f"  {label:34s} {s['median_cases_per_s']:8.2f}   {rounds:14s} "
-            f"{statistics.median(s['wall_s']):7.1f}   {ok:8s} {tokens:11s} {same}{mark}"
+            f"  {label:24s} {s['median_cases_per_s']:7.2f}   {rounds:12s} "
+            f"{_joined(s['ok']):8s} {_joined(s['same_text_as_serial']):8s} "
+            f"{_joined(s['client_cpu_ms_per_case'], '.1f'):12s} {_joined(s['other_requests'])}"
+            f"{mark}"
         )
     print(
-        f"  (median over rounds; ok = answers that parse to the output type, of {cases}; "
-        f"same as serial = raw text equal to round {fig['reference_serial_round']}'s serial run)"
+        f"  cases/s: median over rounds. ok: answers that parse to the output type, of {cases}.\n"
+        f"  = serial: raw text equal to the serial run of round {fig['reference_serial_round']}. "
+        "CPU ms/case: this process's CPU time\n  (the client's own work) per case. others: "
+        "requests the server answered for anyone else\n  during the run (from its /metrics; "
+        "retries count here too; ? when it cannot say)."
     )
     ratio = fig["ratio_vs_bare_best"]
     verdict = "met" if ratio >= GOAL else "NOT met"
-    print(f"\nthroughput, promptlab eval at the default concurrency ({default_c}):")
-    print(f"  vs bare best ({fig['bare_best']}): {ratio:.3f}   goal >= {GOAL:.2f} -> {verdict}")
+    print(f"\nthroughput of promptlab eval at its default concurrency ({default_c}):")
+    per_round = _joined([p["ratio"] for p in fig["promptlab_vs_bare_best"]], ".3f")
+    print(
+        f"  vs the bare client at its best ({fig['bare_best']}): {ratio:.3f}   "
+        f"(per round {per_round})   goal >= {GOAL:.2f} -> {verdict}"
+    )
     if fig["ratio_vs_bare_same_concurrency"] is not None:
         print(
-            f"  vs bare at the same concurrency ({default_c}): "
+            f"  vs the bare client at the same concurrency: "
             f"{fig['ratio_vs_bare_same_concurrency']:.3f}"
         )
-    print(f"  vs serial (promptlab, concurrency 1): {fig['ratio_vs_serial']:.2f}x")
-    print(f"\nanswers, promptlab eval at {default_c} vs {fig['bare_best']}, round by round:")
-    for pair in fig["promptlab_vs_bare_best_answers"]:
+    print(f"  vs serial (promptlab at concurrency 1): {fig['ratio_vs_serial']:.2f}x")
+    print(f"\nanswers of promptlab eval c={default_c} vs {fig['bare_best']}, round by round:")
+    for pair in fig["promptlab_vs_bare_best"]:
         ok_a, ok_b = pair["ok"]
         count = "same count" if ok_a == ok_b else "DIFFERENT counts"
-        cases_ = "same cases" if pair["same_cases"] else "DIFFERENT cases"
+        same = "same cases" if pair["same_cases"] else "DIFFERENT cases"
         print(
-            f"  round {pair['round']}: ok {ok_a} vs {ok_b} ({count}, {cases_}); identical raw "
+            f"  round {pair['round']}: ok {ok_a} vs {ok_b} ({count}, {same}); identical raw "
             f"text in {pair['same_text']}/{cases}"
         )
     print(
@@ -459,6 +500,12 @@ def report(fig: dict[str, Any], default_c: int, cases: int) -> None:
         "which can\n  change the numerics and so an occasional token: a few differences are "
         "expected)"
     )
+    if fig["other_requests_total"]:
+        print(
+            f"\nWARNING: the server answered {fig['other_requests_total']} requests for other "
+            "clients during the timed runs:\nthese figures are not clean; rerun when nothing "
+            "else uses the server."
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,11 +559,12 @@ def bench_main(args: argparse.Namespace, url: str, sweep: list[int], tmp: Path) 
         f" retries {bench.suite.settings.retries}"
     )
     print(
-        f"  promptlab: Runner + scorers + journal, concurrency {default_c} "
-        "(default_concurrency for vllm); tracking (MLflow) is not timed: promptlab eval logs "
-        "after the run"
+        f"  promptlab: Runner + scorers + journal at concurrency {default_c} (default for vllm);"
+        "\n  tracking (MLflow) is not timed: promptlab eval logs to it after the run"
     )
-    print(f"  machine: {os.cpu_count()} CPUs, load average {load_start[0]:.2f} at start")
+    cpus = os.cpu_count() or 1
+    busy = "  (busy: expect noisy figures)" if load_start[0] > cpus / 2 else ""
+    print(f"  machine: {cpus} CPUs, load average {load_start[0]:.2f} at start{busy}")
 
     body_check = warm_up(bench, default_c)
     print(f"  request bodies, bare vs promptlab's ChatOpenAI (captured): {body_check}")
@@ -528,8 +576,8 @@ def bench_main(args: argparse.Namespace, url: str, sweep: list[int], tmp: Path) 
             run = measure(bench, side, round_)
             runs.append(run)
             print(
-                f"    round {round_ + 1}: {side.label:34s} {run.wall_s:6.1f} s  "
-                f"{run.cases_per_s:6.2f} cases/s  ok {run.ok}",
+                f"    round {round_ + 1}: {side.label:22s} {run.wall_s:6.1f} s  "
+                f"{run.cases_per_s:6.2f} cases/s  ok {run.ok}  others {run.others}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -560,6 +608,8 @@ def bench_main(args: argparse.Namespace, url: str, sweep: list[int], tmp: Path) 
                     "wall_s": r.wall_s,
                     "cases_per_s": r.cases_per_s,
                     "ok": r.ok,
+                    "client_cpu_s": r.cpu_s,
+                    "other_requests": r.others,
                 }
                 for r in runs
             ],

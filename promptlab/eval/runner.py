@@ -30,9 +30,9 @@ from promptlab.eval.suite import Case, ScorerSpec, Suite
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.result import RunResult
 
-# One in-flight request per slot a server really serves at once: Ollama runs one or two
-# requests in parallel by default, vLLM batches dozens.
-DEFAULT_CONCURRENCY = {"llamacpp": 1, "ollama": 2, "openai": 8, "vllm": 16}
+# As many requests in flight as the server really serves at once: a laptop's Ollama runs one
+# at a time (more only queue, and queueing would count as latency), vLLM batches dozens.
+DEFAULT_CONCURRENCY = {"llamacpp": 1, "ollama": 1, "openai": 8, "vllm": 16}
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 

@@ -94,17 +94,15 @@ def test_a_killed_backend_is_reported_and_resume_completes_the_run(
         text=True,
     )
     try:
-        journal = None
+        assert proc.stderr is not None
+        run_id = run_id_of(proc.stderr.readline())
+        journal = REPO / ".promptlab" / "evals" / f"{run_id}.jsonl"
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and journal is None:
-            found = sorted(
-                (REPO / ".promptlab" / "evals").glob("*.jsonl"), key=lambda p: p.stat().st_mtime
-            )
-            recent = [p for p in found if p.stat().st_mtime > time.time() - 60]
-            if recent and len(recent[-1].read_text().splitlines()) >= 3:
-                journal = recent[-1]
-            time.sleep(0.2)
-        assert journal is not None, "no results journaled in time"
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.1)
+        assert journal.exists(), "no results journaled in time"
     finally:
         server.stop()
     stdout, stderr = proc.communicate(timeout=300)
