@@ -421,10 +421,12 @@ def summarise(runs: list[Run], sides: list[Side], default_c: int) -> dict[str, A
     for round_ in sorted({r.round for r in runs}):
         a = next(r for r in runs if r.side == ours and r.round == round_)
         b = next(r for r in runs if r.side == best and r.round == round_)
+        c = next((r for r in runs if r.side == same_c and r.round == round_), None)
         pairs.append(
             {
                 "round": round_ + 1,
                 "ratio": a.cases_per_s / b.cases_per_s,
+                "ratio_same_concurrency": c and a.cases_per_s / c.cases_per_s,
                 "ok": [a.ok, b.ok],
                 "same_cases": ok_ids(a) == ok_ids(b),
                 "same_text": same_text(a, b),
@@ -436,6 +438,8 @@ def summarise(runs: list[Run], sides: list[Side], default_c: int) -> dict[str, A
         "reference_serial_round": reference.round + 1,
         "bare_best": best.label,
         "bare_best_concurrency": best.concurrency,
+        "bare_best_is_highest_swept": best.concurrency
+        == max(s.concurrency for s in sides if s.kind == "bare"),
         "ratio_vs_bare_best": rate[ours.label] / rate[best.label],
         "ratio_vs_bare_same_concurrency": (
             rate[ours.label] / rate[same_c.label] if same_c.label in rate else None
@@ -481,9 +485,15 @@ def report(fig: dict[str, Any], default_c: int, cases: int) -> None:
         f"(per round {per_round})   goal >= {GOAL:.2f} -> {verdict}"
     )
     if fig["ratio_vs_bare_same_concurrency"] is not None:
+        same = _joined([p["ratio_same_concurrency"] for p in fig["promptlab_vs_bare_best"]], ".3f")
         print(
             f"  vs the bare client at the same concurrency: "
-            f"{fig['ratio_vs_bare_same_concurrency']:.3f}"
+            f"{fig['ratio_vs_bare_same_concurrency']:.3f}   (per round {same})"
+        )
+    if fig["bare_best_is_highest_swept"] and fig["bare_best_concurrency"] < cases:
+        print(
+            "  (the bare client was fastest at the highest concurrency swept: more in flight "
+            "may be\n  faster still; add higher values to --sweep)"
         )
     print(f"  vs serial (promptlab at concurrency 1): {fig['ratio_vs_serial']:.2f}x")
     print(f"\nanswers of promptlab eval c={default_c} vs {fig['bare_best']}, round by round:")

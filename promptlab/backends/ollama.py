@@ -99,15 +99,15 @@ class OllamaBackend(Backend):
     def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
         """Map ollama / httpx exceptions to promptlab errors."""
         url, model = self.url(logical), self.spec(logical).label
-        if isinstance(exc, ConnectionError | httpx.ConnectError):
-            return BackendUnreachableError(
-                f"Ollama is not reachable at {url}: start it with `ollama serve`, or set "
-                "OLLAMA_HOST"
-            )
         if isinstance(exc, httpx.TimeoutException):
             return BackendTimeoutError(
                 f"Ollama at {url} did not answer within {self.profile.timeout:g}s: raise "
                 f"timeout under [backends.{self.name}], or use a smaller model"
+            )
+        if isinstance(exc, ConnectionError | httpx.TransportError):
+            return BackendUnreachableError(
+                f"Ollama is not reachable at {url}: start it with `ollama serve`, or set "
+                "OLLAMA_HOST"
             )
         if isinstance(exc, ollama.ResponseError):
             text = str(exc.error)

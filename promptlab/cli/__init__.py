@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -113,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _handler(args.command)(args)
     except PromptlabError as exc:
+        if os.environ.get("PROMPTLAB_DEBUG"):
+            raise
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ def eval_command(args: argparse.Namespace) -> int:
         codes = [_run_suite(suite, args) for suite in find_suites(args.targets)]
         return max(codes)
     except PromptlabError as exc:
+        if os.environ.get("PROMPTLAB_DEBUG"):
+            raise
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 

@@ -19,7 +19,7 @@ from promptlab.declare.agent import Agent
 from promptlab.declare.flow import Flow
 from promptlab.declare.prompt import Prompt, Sampling
 from promptlab.declare.retriever import Retriever, format_context
-from promptlab.errors import ContextWindowError, PromptlabError
+from promptlab.errors import BackendError, ContextWindowError, PromptlabError
 from promptlab.runtime.index import Index, open_index
 from promptlab.runtime.result import RunResult
 from promptlab.runtime.trace import Recorder
@@ -265,10 +265,15 @@ class _Call:
             response_metadata=total.response_metadata,
         )
 
-    def _translate(self, exc: Exception, logical: str, span: int) -> BaseException:
-        translated = self.ex.backend.translate(exc, logical)
-        self.recorder.close(span, error=str(translated or exc))
-        return translated or exc
+    def _translate(self, exc: Exception, logical: str, span: int) -> PromptlabError:
+        """The promptlab error for a client's exception (unknown ones become BackendError)."""
+        backend = self.ex.backend
+        translated = backend.translate(exc, logical) or BackendError(
+            f"{backend.name} failed: {type(exc).__name__}: {exc} (set PROMPTLAB_DEBUG=1 for "
+            "the traceback)"
+        )
+        self.recorder.close(span, error=str(translated))
+        return translated
 
 
 def _jsonable(value: Any) -> Any:

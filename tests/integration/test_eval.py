@@ -111,7 +111,6 @@ def test_a_killed_backend_is_reported_and_resume_completes_the_run(
     assert (
         "Ollama is not reachable" in error and "--resume" in error and "/12 results kept" in error
     )
-    run_id = run_id_of(stderr)
     kept = len(journal.read_text().splitlines())
     assert 3 <= kept < 12
 
@@ -154,14 +153,17 @@ def test_no_secret_reaches_mlflow_artifacts_or_logs(
     )
     store = tmp_path / "store"
     (project / "promptlab.toml").write_text(
-        f'tracking_uri = "sqlite:///{store}/mlflow.db"\n'
         "[backends.prod]\n"
         f'kind = "vllm"\nurl = "{vllm.chat}"\napi_key_env = "PROMPTLAB_CANARY_KEY"\n'
         'models.chat = "smollm2-135m"\n'
     )
     store.mkdir()
-    env = {k: v for k, v in backend_env.items() if k != "PROMPTLAB_TRACKING_URI"}
-    env |= {"PROMPTLAB_CANARY_KEY": CANARY, "VLLM_API_KEY": CANARY, "OPENAI_API_KEY": CANARY}
+    env = {
+        "PROMPTLAB_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
+        "PROMPTLAB_CANARY_KEY": CANARY,
+        "VLLM_API_KEY": CANARY,
+        "OPENAI_API_KEY": CANARY,
+    }
     out = offline_cli(
         "eval", "evals/triage.yaml", "-b", "prod", "--limit", "4", cwd=project, env=env
     )
