@@ -32,7 +32,7 @@ from promptlab.runtime.result import RunResult
 
 # As many requests in flight as the server really serves at once: a laptop's Ollama runs one
 # at a time (more only queue, and queueing would count as latency), vLLM batches dozens.
-DEFAULT_CONCURRENCY = {"llamacpp": 1, "ollama": 1, "openai": 8, "vllm": 16}
+DEFAULT_CONCURRENCY = {"llamacpp": 1, "ollama": 1, "openai": 8, "vllm": 32}
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from asyncio import AbstractEventLoop
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -38,8 +40,11 @@ class Executor:
         self.flow = flow
         self.backend = backend
         self.state_dir = state_dir
-        self._models: dict[tuple[Any, ...], BaseChatModel] = {}
-        self._indexes: dict[str, Index] = {}
+        # Per event loop: async HTTP clients are bound to the loop that created them.
+        self._models: WeakKeyDictionary[AbstractEventLoop, dict[Any, BaseChatModel]]
+        self._models = WeakKeyDictionary()
+        self._indexes: WeakKeyDictionary[AbstractEventLoop, dict[str, Index]]
+        self._indexes = WeakKeyDictionary()
         self._tools_native: dict[str, bool] = {}
 
     async def run(
@@ -87,28 +92,24 @@ class Executor:
     def chat_model(
         self, logical: str, sampling: Sampling, schema: dict[str, Any] | None
     ) -> BaseChatModel:
-        """A cached chat model (per event loop: async HTTP clients are bound to their loop)."""
-        key = (
-            id(asyncio.get_running_loop()),
-            logical,
-            sampling,
-            json.dumps(schema, sort_keys=True),
-        )
-        model = self._models.get(key)
+        """A chat model, created once per event loop."""
+        models = self._models.setdefault(asyncio.get_running_loop(), {})
+        key = (logical, sampling, json.dumps(schema, sort_keys=True))
+        model = models.get(key)
         if model is None:
-            model = self._models[key] = self.backend.chat_model(logical, sampling, schema)
+            model = models[key] = self.backend.chat_model(logical, sampling, schema)
         return model
 
     async def index(self, retriever: Retriever) -> Index:
         """The retriever's vector index, opened (or built) on first use."""
-        key = f"{id(asyncio.get_running_loop())}:{retriever.name}"
-        index = self._indexes.get(key)
+        indexes = self._indexes.setdefault(asyncio.get_running_loop(), {})
+        index = indexes.get(retriever.name)
         if index is None:
             embeddings = self.backend.embeddings(retriever.embed)
             index = await open_index(
                 retriever, embeddings, self.backend.describe(retriever.embed), self.state_dir
             )
-            self._indexes[key] = index
+            indexes[retriever.name] = index
         return index
 
     def native_tools(self, agent: Agent) -> bool:
