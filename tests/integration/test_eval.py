@@ -26,11 +26,13 @@ def run_id_of(stderr: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("backend", ["ollama", "vllm"])
+@pytest.mark.parametrize(("backend", "stage"), [("ollama", "dev"), ("vllm", "prod")])
 def test_support_bot_suite_is_tracked_in_mlflow(
-    promptlab_cli: CLI, tracking_uri: str, backend: str
+    promptlab_cli: CLI, tracking_uri: str, backend: str, stage: str
 ) -> None:
-    out = promptlab_cli("eval", "evals/support_bot.yaml", "--backend", backend, "--json")
+    out = promptlab_cli(
+        "eval", "evals/support_bot.yaml", "--backend", backend, "--stage", stage, "--json"
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     summary = json.loads(out.stdout)
     assert summary["passed"] and summary["results"] == 32
@@ -39,17 +41,36 @@ def test_support_bot_suite_is_tracked_in_mlflow(
     assert run.info.status == "FINISHED"
     assert run.data.params["suite"] == "support_bot"
     assert run.data.params["backend"] == backend
-    assert run.data.tags["promptlab.gates.dev"] == "pass"
+    assert run.data.tags[f"promptlab.gates.{stage}"] == "pass"
     assert run.data.metrics["recall.rate"] == pytest.approx(
         summary["metrics"]["recall.rate"]["estimate"]
     )
     assert "latency.p95" in run.data.metrics and "error.rate" in run.data.metrics
-    table = mlflow.load_table("cases.json", run_ids=[run.info.run_id])
-    assert len(table) == 32 and set(table["case_id"]) >= {"orders-01", "howto-01"}
-    gates = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/gates_dev.json")
+    table = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/cases.json")
+    case_ids = [row[table["columns"].index("case_id")] for row in table["data"]]
+    assert len(case_ids) == 32 and {"orders-01", "howto-01"} <= set(case_ids)
+    gates = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/gates_{stage}.json")
     assert gates and all(g["passed"] for g in gates)
     traces = mlflow.search_traces(run_id=run.info.run_id, return_type="list")
     assert len(traces) == 32
+    prompt = mlflow.genai.load_prompt("prompts:/support_bot.support_reply@latest")
+    assert "Nimbus Home" in json.dumps(prompt.template)
+    SUITE_RUNS[backend] = summary["run_id"]
+
+
+SUITE_RUNS: dict[str, str] = {}
+
+
+def test_compare_shows_deltas_and_flips(promptlab_cli: CLI) -> None:
+    if set(SUITE_RUNS) != {"ollama", "vllm"}:
+        pytest.skip("needs both support_bot runs of this session")
+    out = promptlab_cli("eval", "compare", SUITE_RUNS["ollama"], SUITE_RUNS["vllm"], "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {d["scorer"]: d for d in json.loads(out.stdout)["scorers"]}
+    assert {"recall", "order_tool", "escalate"} <= set(rows)
+    for row in rows.values():
+        assert row["low"] <= row["delta"] <= row["high"]
+        assert 0 <= row["p_value"] <= 1
 
 
 def test_a_failing_gate_exits_1_and_shows_the_evidence(promptlab_cli: CLI, tmp_path: Path) -> None:
