@@ -20,7 +20,7 @@ bare-best (goal >= 0.95) and promptlab / serial, and whether the sides got the s
 
 Usage:
     .venv/bin/python benchmarks/eval_throughput.py [--url URL] [--cases N] [--rounds 2]
-        [--sweep 1,2,4,8,16,32] [--json PATH]
+        [--sweep 1,2,4,8,16,32,64] [--json PATH]
 """
 
 from __future__ import annotations
@@ -530,8 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds (default 2)")
     parser.add_argument(
         "--sweep",
-        default="1,2,4,8,16,32",
-        help="the bare client's concurrencies (default 1,2,4,8,16,32)",
+        default="1,2,4,8,16,32,64",
+        help="the bare client's concurrencies (default 1,2,4,8,16,32,64)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args(argv)

@@ -51,7 +51,9 @@ def test_support_bot_suite_is_tracked_in_mlflow(
     assert len(case_ids) == 32 and {"orders-01", "howto-01"} <= set(case_ids)
     gates = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/gates_{stage}.json")
     assert gates and all(g["passed"] for g in gates)
-    traces = mlflow.search_traces(run_id=run.info.run_id, return_type="list")
+    traces = mlflow.search_traces(
+        locations=[run.info.experiment_id], run_id=run.info.run_id, return_type="list"
+    )
     assert len(traces) == 32
     prompt = mlflow.genai.load_prompt("prompts:/support_bot.support_reply@latest")
     assert "Nimbus Home" in json.dumps(prompt.template)
