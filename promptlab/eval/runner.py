@@ -31,8 +31,9 @@ from promptlab.runtime.executor import Executor
 from promptlab.runtime.result import RunResult
 
 # As many requests in flight as the server really serves at once: a laptop's Ollama runs one
-# at a time (more only queue, and queueing would count as latency), vLLM batches dozens.
-DEFAULT_CONCURRENCY = {"llamacpp": 1, "ollama": 1, "openai": 8, "vllm": 32}
+# at a time (more only queue, and queueing would count as latency); vLLM schedules and
+# batches whatever it is sent (hundreds of sequences), so a suite goes to it nearly at once.
+DEFAULT_CONCURRENCY = {"llamacpp": 1, "ollama": 1, "openai": 8, "vllm": 64}
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
