@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from promptlab.errors import UserError
 
 Stage = Literal["dev", "prod"]
+OPERATIONAL = ("latency", "tokens_in", "tokens_out", "error")
 
 
 class SuiteError(UserError):
@@ -156,10 +157,18 @@ class Suite(BaseModel):
         }
 
     @model_validator(mode="after")
-    def _unique_scorers(self) -> Suite:
+    def _check_names(self) -> Suite:
         names = [s.name for s in self.scorers]
         if len(set(names)) != len(names):
             raise ValueError(f"scorer names must be unique: {names}")
+        known = {*names, *OPERATIONAL}
+        for stage, gates in self.gates.items():
+            for gate in gates:
+                if gate.metric.split(".")[0] not in known:
+                    raise ValueError(
+                        f"{stage} gate `{gate}` names no scorer or operational metric "
+                        f"(scorers: {', '.join(names)}; also {', '.join(OPERATIONAL)})"
+                    )
         return self
 
     @property

@@ -93,3 +93,9 @@ def test_missing_suite_and_invalid_yaml(tmp_path: Path) -> None:
         load_suite(tmp_path / "nope.yaml")
     with pytest.raises(SuiteError, match="invalid YAML"):
         load_suite(write(tmp_path, "flow: [\n"))
+
+
+def test_a_gate_on_an_unknown_scorer_is_refused_at_load(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match=r"names no scorer .*scorers: s"):
+        load_suite(write(tmp_path, BASE + 'gates: {dev: ["accuracy.rate >= 1"]}\n'))
+    assert load_suite(write(tmp_path, BASE + 'gates: {dev: ["s.rate >= 1", "latency.p95 <= 2"]}\n'))
