@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,12 +146,12 @@ def _run_suite(suite: Suite, args: argparse.Namespace) -> int:
         [run for _, run in runner.runs],
         models.calls,
     )
-    passed = all(g.passed for g in gates)
+    outcome = Outcome(suite.name, run_id, backend.name, args.stage, table, gates, results)
     if args.json:
-        print_json(_as_json(suite, run_id, backend.name, args.stage, table, gates, results))
+        print_json(outcome.to_json())
     else:
-        print(report(suite, run_id, backend.name, args.stage, table, gates, results))
-    return 0 if passed else 1
+        print(outcome.report())
+    return 0 if outcome.passed else 1
 
 
 def _progress(start: int, total: int) -> Any:
@@ -171,59 +172,60 @@ def _progress(start: int, total: int) -> Any:
     return on_done
 
 
-def report(
-    suite: Suite,
-    run_id: str,
-    backend: str,
-    stage: str,
-    table: dict[str, Metric],
-    gates: list[GateResult],
-    results: list[CaseResult],
-) -> str:
-    """The terminal summary: metrics, gate verdicts, the worst cases."""
-    lines = [f"{suite.name} on {backend} (stage {stage}), MLflow run {run_id}", ""]
-    lines.append(f"  {'metric':<28} {'value':>9}   {'95% interval':<20} {'n':>4}")
-    for name, m in table.items():
-        interval = f"[{m.low:.3g}, {m.high:.3g}]" if m.low != m.high else ""
-        lines.append(f"  {name:<28} {m.estimate:>9.4g}   {interval:<20} {m.n:>4}")
-    lines += ["", f"gates ({stage}):" if gates else f"no gates for stage {stage}"]
-    for g in gates:
-        mark = "PASS" if g.passed else "FAIL"
-        lines.append(f"  {mark}  {g.gate}   measured {g.value:.4g}, threshold {g.threshold:g}")
-    bad = worst(results)
-    if bad:
-        lines += ["", "worst cases:"]
-        for r in bad:
-            failing = [f"{n} {s.status}" for n, s in r.scores.items() if s.status != "PASS"]
-            lines.append(f"  {r.case_id}#{r.repeat}: {', '.join(failing) or r.error}")
-            lines.append(f"      input:  {json.dumps(r.inputs, ensure_ascii=False)[:200]}")
-            shown = r.error or json.dumps(r.output, ensure_ascii=False)
-            lines.append(f"      output: {shown[:200]}")
-    verdict = "all gates pass" if all(g.passed for g in gates) else "a gate FAILED"
-    lines += ["", verdict if gates else "no gate checked"]
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class Outcome:
+    """A finished eval: where it ran, its metrics, its gate verdicts and its results."""
 
+    suite: str
+    run_id: str
+    backend: str
+    stage: str
+    table: dict[str, Metric]
+    gates: list[GateResult]
+    results: list[CaseResult]
 
-def _as_json(
-    suite: Suite,
-    run_id: str,
-    backend: str,
-    stage: str,
-    table: dict[str, Metric],
-    gates: list[GateResult],
-    results: list[CaseResult],
-) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "suite": suite.name,
-        "backend": backend,
-        "stage": stage,
-        "passed": all(g.passed for g in gates),
-        "metrics": {k: m.model_dump() for k, m in table.items()},
-        "gates": [g.model_dump() for g in gates],
-        "worst": [r.model_dump(mode="json") for r in worst(results)],
-        "results": len(results),
-    }
+    @property
+    def passed(self) -> bool:
+        """Whether every gate passed."""
+        return all(g.passed for g in self.gates)
+
+    def report(self) -> str:
+        """The terminal summary: metrics, gate verdicts, the worst cases."""
+        lines = [f"{self.suite} on {self.backend} (stage {self.stage}), MLflow run {self.run_id}"]
+        lines += ["", f"  {'metric':<28} {'value':>9}   {'95% interval':<20} {'n':>4}"]
+        for name, m in self.table.items():
+            interval = f"[{m.low:.3g}, {m.high:.3g}]" if m.low != m.high else ""
+            lines.append(f"  {name:<28} {m.estimate:>9.4g}   {interval:<20} {m.n:>4}")
+        lines += ["", f"gates ({self.stage}):" if self.gates else f"no gates for {self.stage}"]
+        for g in self.gates:
+            mark = "PASS" if g.passed else "FAIL"
+            lines.append(f"  {mark}  {g.gate}   measured {g.value:.4g}, threshold {g.threshold:g}")
+        bad = worst(self.results)
+        if bad:
+            lines += ["", "worst cases:"]
+            for r in bad:
+                failing = [f"{n} {s.status}" for n, s in r.scores.items() if s.status != "PASS"]
+                lines.append(f"  {r.case_id}#{r.repeat}: {', '.join(failing) or r.error}")
+                lines.append(f"      input:  {json.dumps(r.inputs, ensure_ascii=False)[:200]}")
+                shown = r.error or json.dumps(r.output, ensure_ascii=False)
+                lines.append(f"      output: {shown[:200]}")
+        verdict = "all gates pass" if self.passed else "a gate FAILED"
+        lines += ["", verdict if self.gates else "no gate checked"]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary for machines (``--json``)."""
+        return {
+            "run_id": self.run_id,
+            "suite": self.suite,
+            "backend": self.backend,
+            "stage": self.stage,
+            "passed": self.passed,
+            "metrics": {k: m.model_dump() for k, m in self.table.items()},
+            "gates": [g.model_dump() for g in self.gates],
+            "worst": [r.model_dump(mode="json") for r in worst(self.results)],
+            "results": len(self.results),
+        }
 
 
 def _compare(args: argparse.Namespace) -> int:
