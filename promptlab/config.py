@@ -20,8 +20,8 @@ models.embed = { name = "all-minilm", url = "http://localhost:8001/v1" }
 
 Precedence, lowest first: built-in defaults, the config file, environment variables
 (``OLLAMA_HOST``, ``OPENAI_BASE_URL``, ``PROMPTLAB_<PROFILE>_URL``,
-``PROMPTLAB_<PROFILE>_<MODEL>_URL``, ``PROMPTLAB_BACKEND``, ``PROMPTLAB_TRACKING_URI``), then
-CLI flags.
+``PROMPTLAB_<PROFILE>_<MODEL>_URL``, ``PROMPTLAB_BACKEND``, ``PROMPTLAB_TRACKING_URI`` or else
+``MLFLOW_TRACKING_URI``), then CLI flags.
 """
 
 from __future__ import annotations
@@ -225,8 +225,9 @@ def load_settings(
     data["backends"] = {name: {"name": name, **p} for name, p in backends.items()}
     if "PROMPTLAB_BACKEND" in env:
         data["default_backend"] = env["PROMPTLAB_BACKEND"]
-    if "PROMPTLAB_TRACKING_URI" in env:
-        data["tracking_uri"] = env["PROMPTLAB_TRACKING_URI"]
+    tracking_uri = env.get("PROMPTLAB_TRACKING_URI") or env.get("MLFLOW_TRACKING_URI")
+    if tracking_uri:
+        data["tracking_uri"] = tracking_uri
     data = _merge(data, overrides or {})
     try:
         return Settings(root=root, **data)

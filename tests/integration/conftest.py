@@ -103,7 +103,11 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def backend_env(ollama_url: str, vllm: VLLM, tracking_uri: str) -> dict[str, str]:
     """Environment pointing the repository's profiles at the session's servers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMPTLAB_", "OLLAMA_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PROMPTLAB_", "OLLAMA_", "MLFLOW_"))
+    }
     return {
         **env,
         "PROMPTLAB_OLLAMA_URL": ollama_url,
@@ -144,5 +148,9 @@ def promptlab_cli(backend_env: dict[str, str]) -> CLI:
 @pytest.fixture(scope="session")
 def offline_cli(tracking_uri: str) -> CLI:
     """``promptlab`` without any server started (for errors that need none)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMPTLAB_", "OLLAMA_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PROMPTLAB_", "OLLAMA_", "MLFLOW_"))
+    }
     return make_cli({**env, "PROMPTLAB_TRACKING_URI": tracking_uri})

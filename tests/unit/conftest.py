@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.fakes import FakeBackend
 
-ENV_PREFIXES = ("PROMPTLAB_", "OLLAMA_", "OPENAI_", "VLLM_")
+ENV_PREFIXES = ("PROMPTLAB_", "OLLAMA_", "OPENAI_", "VLLM_", "MLFLOW_TRACKING_URI")
 
 
 @pytest.fixture(autouse=True)

@@ -282,3 +282,10 @@ def test_an_unmapped_logical_model_names_the_fix() -> None:
 def test_a_local_model_is_labelled_by_its_file_name() -> None:
     profile = Profile(name="local", kind="llamacpp", models={"chat": {"path": "models/tiny.gguf"}})
     assert profile.model("chat").label == "tiny.gguf"
+
+
+def test_tracking_uri_from_the_environment(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert load_settings(project).resolved_tracking_uri == "http://mlflow:5000"
+    monkeypatch.setenv("PROMPTLAB_TRACKING_URI", "sqlite:///x.db")
+    assert load_settings(project).resolved_tracking_uri == "sqlite:///x.db"
