@@ -11,7 +11,7 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 step promptlab list flows
 step promptlab backends
 step promptlab run flows/support_bot.py -i question="Where is my order NH-10006?"
-step promptlab run flows/support_bot.py -i question="How long does express shipping take?" --json --no-track
+step promptlab run flows/support_bot.py -i question="My kettle shows error E3, what does it mean?" --json --no-track
 step promptlab run flows/triage.py -i text="My kettle shows E3 and smells of burning plastic."
 
 step promptlab eval evals/triage.yaml
