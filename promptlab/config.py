@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from promptlab.errors import ConfigError
+from promptlab.errors import ConfigError, first_problem
 
 ToolMode = Literal["auto", "native", "json"]
 BUILTIN_KINDS = ("ollama", "vllm", "openai", "llamacpp")
@@ -232,7 +232,6 @@ def load_settings(
     try:
         return Settings(root=root, **data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where, message = first_problem(exc)
         table = "[tool.promptlab] " if source.name == "pyproject.toml" else ""
-        raise ConfigError(f"{source}: {table}{where}: {first['msg']}: fix this key") from None
+        raise ConfigError(f"{source}: {table}{where}: {message}: fix this key") from None

@@ -25,6 +25,11 @@ PromptlabError
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class PromptlabError(Exception):
     """Root of every error promptlab raises on purpose."""
@@ -108,3 +113,14 @@ class OutputValidationError(PromptlabError):
     def __init__(self, message: str, raw: str) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace, newlines included, made one space."""
+    return " ".join(text.split())
+
+
+def first_problem(exc: ValidationError) -> tuple[str, str]:
+    """Where (a dotted path, "" at the top) and what the first problem of a validation is."""
+    first = exc.errors()[0]
+    return ".".join(str(p) for p in first["loc"]), str(first["msg"])

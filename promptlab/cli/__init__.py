@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from promptlab import __version__
-from promptlab.errors import PromptlabError
+from promptlab.errors import PromptlabError, one_line
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_error(exc: PromptlabError, exit_code: int | None = None) -> int:
+    """Print an expected error as one line (re-raise it with PROMPTLAB_DEBUG=1); its exit code."""
+    if os.environ.get("PROMPTLAB_DEBUG"):
+        raise exc
+    print(f"error: {one_line(str(exc))}", file=sys.stderr)
+    return exc.exit_code if exit_code is None else exit_code
+
+
 def _handler(command: str) -> Handler:
     if command == "run":
         from promptlab.cli.run import run_command
@@ -114,10 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _handler(args.command)(args)
     except PromptlabError as exc:
-        if os.environ.get("PROMPTLAB_DEBUG"):
-            raise
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return exc.exit_code
+        return report_error(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptlab.cli import report_error
 from promptlab.cli.common import backend_for, print_json
 from promptlab.errors import PromptlabError, UserError
 from promptlab.eval.aggregate import GateResult, Metric, check_gates, metrics, worst
@@ -40,10 +40,7 @@ def eval_command(args: argparse.Namespace) -> int:
         codes = [_run_suite(suite, args) for suite in find_suites(args.targets)]
         return max(codes)
     except PromptlabError as exc:
-        if os.environ.get("PROMPTLAB_DEBUG"):
-            raise
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return report_error(exc, exit_code=2)
 
 
 def find_suites(targets: list[str]) -> list[Suite]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from promptlab.errors import DeclarationError
+from promptlab.errors import DeclarationError, first_problem, one_line
 
 
 class Declaration(BaseModel):
@@ -23,8 +23,7 @@ class Declaration(BaseModel):
 
 def describe(exc: ValidationError, kind: str, name: Any = None) -> str:
     """The first problem of a ValidationError, as one line."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    message = " ".join(str(first["msg"]).removeprefix("Value error, ").split())
+    where, message = first_problem(exc)
+    message = one_line(message.removeprefix("Value error, "))
     label = f"{kind} '{name}'" if isinstance(name, str) else kind
     return f"invalid {label}: " + (f"{where}: " if where else "") + message

@@ -21,7 +21,7 @@ from pydantic import (
 from promptlab.config import ToolMode
 from promptlab.declare._base import Declaration
 from promptlab.declare.prompt import Prompt
-from promptlab.errors import DeclarationError
+from promptlab.errors import DeclarationError, first_problem
 
 
 class Tool:
@@ -86,8 +86,8 @@ def _args_model(fn: Callable[..., Any]) -> type[BaseModel]:
 def describe_error(exc: BaseException) -> str:
     """A tool failure as a short text the model can read and react to."""
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return f"invalid arguments: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        where, message = first_problem(exc)
+        return f"invalid arguments: {where}: {message}"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -12,7 +12,7 @@ from promptlab.declare._source import caller_dir
 from promptlab.declare.agent import Agent
 from promptlab.declare.prompt import Prompt
 from promptlab.declare.retriever import Retriever
-from promptlab.errors import InputError
+from promptlab.errors import InputError, first_problem
 
 if TYPE_CHECKING:
     from promptlab.backends.base import Backend
@@ -102,11 +102,10 @@ class Flow(Declaration):
         try:
             return self.input.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "input"
+            field, message = first_problem(exc)
             fields = ", ".join(self.input.model_fields)
             raise InputError(
-                f"flow '{self.name}': bad input {field}: {first['msg']}: give {fields} "
+                f"flow '{self.name}': bad input {field or 'input'}: {message}: give {fields} "
                 f"(e.g. -i {next(iter(self.input.model_fields), 'key')}=...)"
             ) from None
 

@@ -12,7 +12,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from promptlab.declare._base import Declaration
-from promptlab.errors import DeclarationError, InputError, OutputValidationError
+from promptlab.errors import (
+    DeclarationError,
+    InputError,
+    OutputValidationError,
+    first_problem,
+)
 
 Role = Literal["system", "user", "assistant"]
 _MESSAGE_TYPES: dict[str, type[BaseMessage]] = {
@@ -172,12 +177,11 @@ def parse_output(model: type[BaseModel], raw: str, *, what: str) -> BaseModel:
     try:
         return model.model_validate_json(_strip_fences(raw))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "output"
+        where, message = first_problem(exc)
         shown = raw if len(raw) <= 300 else raw[:300] + "..."
         raise OutputValidationError(
-            f"{what}: the model's output does not match the output schema ({where}: "
-            f"{first['msg']}); raw output: {shown!r}: use a model that follows JSON schemas, "
+            f"{what}: the model's output does not match the output schema ({where or 'output'}: "
+            f"{message}); raw output: {shown!r}: use a model that follows JSON schemas, "
             "raise max_tokens if the output was cut, or simplify the output type",
             raw=raw,
         ) from None

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from promptlab.errors import UserError
+from promptlab.errors import UserError, first_problem, one_line
 
 Stage = Literal["dev", "prod"]
 OPERATIONAL = ("latency", "tokens_in", "tokens_out", "error")
@@ -224,9 +224,8 @@ def _read_cases(path: Path) -> list[Case]:
         try:
             cases.append(Case.model_validate(row))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise SuiteError(f"{path}: case {number}: {where}: {first['msg']}") from None
+            where, message = first_problem(exc)
+            raise SuiteError(f"{path}: case {number}: {where}: {message}") from None
     return cases
 
 
@@ -257,16 +256,16 @@ def load_suite(path: str | Path) -> Suite:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+        raise SuiteError(f"{path}: invalid YAML: {one_line(str(exc))}") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a mapping with flow, dataset, scorers, gates")
     try:
         return Suite.model_validate({**data, "path": path.resolve()})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise SuiteError(f"{path}: {where}: {message}: fix the suite") from None
+        where, message = first_problem(exc)
+        raise SuiteError(
+            f"{path}: {where}: {message.removeprefix('Value error, ')}: fix the suite"
+        ) from None
 
 
 def suite_schema() -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -15,9 +15,7 @@ from promptlab.errors import ToolsUnsupportedError
 from promptlab.runtime.result import ToolCall
 
 if TYPE_CHECKING:
-    from promptlab.runtime.executor import _Call
-
-OnToken = Callable[[str], None]
+    from promptlab.runtime.executor import OnToken, _Call
 
 
 async def run_agent(

@@ -12,7 +12,7 @@ from types import ModuleType
 from pydantic import ValidationError
 
 from promptlab.declare.flow import Flow
-from promptlab.errors import FlowLoadError, PromptlabError
+from promptlab.errors import FlowLoadError, PromptlabError, first_problem, one_line
 
 
 def split_ref(ref: str) -> tuple[Path, str | None]:
@@ -36,13 +36,12 @@ def _where(exc: BaseException, path: Path) -> str:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        message = str(first["msg"]).removeprefix("Value error, ")
+        field, message = first_problem(exc)
+        message = message.removeprefix("Value error, ")
         return f"invalid {exc.title}" + (f" {field}" if field else "") + f": {message}"
     if isinstance(exc, SyntaxError):
         return f"syntax error: {exc.msg}"
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return f"{type(exc).__name__}: {one_line(str(exc))}"
 
 
 def import_file(path: Path) -> ModuleType:

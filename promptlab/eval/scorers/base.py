@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from promptlab.errors import UserError
+from promptlab.errors import UserError, first_problem, one_line
 from promptlab.eval.suite import Case, ScorerSpec
 from promptlab.runtime.result import RunResult
 
@@ -138,10 +138,9 @@ class ScorerKind:
         try:
             return self.settings.model_validate(spec.settings)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
+            where, message = first_problem(exc)
             raise UserError(
-                f"scorer '{spec.name}' ({self.name}): {where}: {first['msg']}: fix the suite"
+                f"scorer '{spec.name}' ({self.name}): {where}: {message}: fix the suite"
             ) from None
 
     def applies(self, ctx: ScoreContext) -> bool:
@@ -157,7 +156,7 @@ class ScorerKind:
             if inspect.isawaitable(outcome):
                 outcome = await outcome
         except Exception as exc:
-            return Score.error(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+            return Score.error(f"{type(exc).__name__}: {one_line(str(exc))}")
         assert isinstance(outcome, Score)
         return outcome
 
