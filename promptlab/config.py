@@ -91,6 +91,54 @@ class Profile(BaseModel):
             ) from None
 
 
+class ServedModel(BaseModel):
+    """How production vLLM serves one logical model (``[promote.models.<logical>]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    revision: str | None = None
+    max_model_len: int | None = Field(default=None, gt=0)
+    dtype: str = "auto"
+    chat_template: str | None = None
+    tool_call_parser: str | None = None
+
+
+class Launch(BaseModel):
+    """How ``promote --launch`` starts vLLM on this machine (never part of the deployment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    python: str = "python"
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=600, gt=0)
+
+
+class Promotion(BaseModel):
+    """``[promote]``: which profiles are dev and prod, and how prod serves each model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dev: str = "ollama"
+    prod: str = "vllm"
+    alias: str = "staging"
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    models: dict[str, ServedModel] = Field(default_factory=dict)
+    launch: Launch = Launch()
+
+    def served(self, logical: str) -> ServedModel:
+        """The production mapping of a logical model, or a ConfigError naming the fix."""
+        try:
+            return self.models[logical]
+        except KeyError:
+            raise ConfigError(
+                f"no production mapping for model '{logical}': add [promote.models.{logical}] "
+                'with source = "HF id or local path" to promptlab.toml'
+            ) from None
+
+
 class Settings(BaseModel):
     """The whole project configuration after every override is applied."""
 
@@ -101,6 +149,7 @@ class Settings(BaseModel):
     tracking_uri: str | None = None
     experiment: str = "promptlab"
     backends: dict[str, Profile] = Field(default_factory=dict)
+    promote: Promotion = Promotion()
 
     @property
     def state_dir(self) -> Path:

@@ -1,0 +1,1 @@
+"""Promotion from dev to production: lock, parity checks, gates, registry, deployment."""

@@ -1,0 +1,325 @@
+"""The lock: content hashes of everything a promoted flow's behaviour depends on.
+
+``promptlab promote`` writes ``deploy/<flow>/<version>/promptlab.lock.json`` before any check
+runs; the version is the lock's own hash, so a promoted lock never changes. ``promptlab
+verify`` recomputes every hash that needs no server and refuses drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from promptlab.config import Promotion, Settings
+from promptlab.declare.flow import Flow
+from promptlab.errors import UserError
+from promptlab.eval.suite import Suite
+
+LOCK_NAME = "promptlab.lock.json"
+PACKAGES = ("promptlab", "pydantic", "langchain-core", "langchain-openai", "langchain-ollama")
+
+
+class VllmArgs(BaseModel):
+    """The pinned arguments of one vLLM server (one served model)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    logical: str
+    model: str
+    served_model_name: str
+    runner: Literal["generate", "pooling"] = "generate"
+    revision: str | None = None
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    chat_template: str | None = None
+    tool_call_parser: str | None = None
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+
+    @property
+    def local(self) -> bool:
+        """Whether ``model`` is a folder on this machine rather than a hub id."""
+        return self.model.startswith(("/", "./", "../", ".cache/")) or Path(self.model).is_dir()
+
+    def argv(self, model: str | None = None, chat_template: str | None = None) -> list[str]:
+        """Arguments after ``vllm serve`` (``model`` / ``chat_template`` as mounted elsewhere)."""
+        out = [model or self.model, "--served-model-name", self.served_model_name]
+        if self.runner == "pooling":
+            out += ["--runner", "pooling"]
+        if self.revision:
+            out += ["--revision", self.revision]
+        if self.max_model_len:
+            out += ["--max-model-len", str(self.max_model_len)]
+        out += ["--dtype", self.dtype]
+        if self.chat_template:
+            out += ["--chat-template", chat_template or self.chat_template]
+        if self.tool_call_parser:
+            out += ["--enable-auto-tool-choice", "--tool-call-parser", self.tool_call_parser]
+        out += ["--tensor-parallel-size", str(self.tensor_parallel_size)]
+        if self.runner == "generate":
+            out += ["--gpu-memory-utilization", f"{self.gpu_memory_utilization:g}"]
+        return out
+
+
+class ModelPair(BaseModel):
+    """One logical model on both sides: the dev model and the production server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dev: str
+    dev_digest: str
+    prod: VllmArgs
+    prod_digest: str
+
+
+class Lock(BaseModel):
+    """Everything a promotion froze. ``hashes`` is what ``verify`` compares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = 1
+    flow: str
+    flow_file: str
+    suite_file: str
+    dev_backend: str
+    prod_backend: str
+    models: dict[str, ModelPair]
+    sampling: dict[str, dict[str, Any]]
+    gates: dict[str, list[str]]
+    margins: dict[str, float]
+    versions: dict[str, str]
+    hashes: dict[str, str]
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the lock's canonical JSON."""
+        return sha256_text(self.model_dump_json())
+
+    @property
+    def version(self) -> str:
+        """The promotion's version: the first 12 hex digits of the lock's hash."""
+        return self.digest[:12]
+
+    def vllm_args(self) -> list[VllmArgs]:
+        """Every production server, chat models first."""
+        args = [pair.prod for pair in self.models.values()]
+        return sorted(args, key=lambda a: a.runner != "generate")
+
+
+def sha256_text(text: str) -> str:
+    """sha256 of a string's UTF-8 bytes."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_tree(folder: Path) -> str:
+    """sha256 over a folder's files: their relative names and contents, in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"\0{path.relative_to(folder).as_posix()}\0{sha256_file(path)}".encode())
+    return digest.hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def offline_hashes(flow: Flow, suite: Suite, settings: Settings) -> dict[str, str]:
+    """Every hash computable from the working tree alone (what ``verify`` rechecks)."""
+    root = settings.root
+    flow_file = Path(suite.flow_ref.partition("@")[0])
+    out = {
+        "flow.source": sha256_file(flow_file),
+        "suite": suite.fingerprint(),
+        "suite.gates": sha256_text(_canonical(_gates(suite))),
+    }
+    for prompt in flow.prompts:
+        out[f"prompt.{prompt.name}.text"] = sha256_text(_canonical(prompt.templates))
+        out[f"prompt.{prompt.name}.examples"] = sha256_text(_canonical(prompt.examples))
+        out[f"prompt.{prompt.name}.sampling"] = sha256_text(prompt.sampling.model_dump_json())
+        out[f"prompt.{prompt.name}.schema"] = sha256_text(_canonical(prompt.json_schema))
+    prod = settings.profile(settings.promote.prod)
+    for retriever in flow.retrievers:
+        chunks = retriever.chunks()
+        out[f"retriever.{retriever.name}.corpus"] = retriever.fingerprint(chunks, "")
+        embedder = f"{prod.kind}:{prod.model(retriever.embed).label}"
+        out[f"retriever.{retriever.name}.index.prod"] = retriever.fingerprint(chunks, embedder)
+    for logical in flow.models:
+        served = settings.promote.served(logical)
+        source = root / served.source
+        if source.is_dir():
+            out[f"model.{logical}.prod.weights"] = sha256_tree(source)
+        template = root / served.chat_template if served.chat_template else None
+        if template is not None:
+            out[f"model.{logical}.prod.chat_template"] = sha256_file(template)
+        dev_spec = settings.profile(settings.promote.dev).model(logical)
+        if dev_spec.path and (root / dev_spec.path).is_file():
+            out[f"model.{logical}.dev.file"] = sha256_file(root / dev_spec.path)
+    return out
+
+
+def _gates(suite: Suite) -> dict[str, list[str]]:
+    return {stage: [str(g) for g in gates] for stage, gates in suite.gates.items()}
+
+
+def vllm_args(flow: Flow, settings: Settings) -> dict[str, VllmArgs]:
+    """The pinned production server for each logical model the flow uses."""
+    promotion: Promotion = settings.promote
+    prod = settings.profile(promotion.prod)
+    embedders = {r.embed for r in flow.retrievers}
+    out = {}
+    for logical in flow.models:
+        served = promotion.served(logical)
+        out[logical] = VllmArgs(
+            logical=logical,
+            model=served.source,
+            served_model_name=prod.model(logical).label,
+            runner="pooling" if logical in embedders else "generate",
+            revision=served.revision,
+            max_model_len=served.max_model_len or prod.model(logical).context_window,
+            dtype=served.dtype,
+            chat_template=served.chat_template,
+            tool_call_parser=served.tool_call_parser,
+            tensor_parallel_size=promotion.tensor_parallel_size,
+            gpu_memory_utilization=promotion.gpu_memory_utilization,
+        )
+    return out
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages a flow's behaviour depends on."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def build_lock(
+    flow: Flow,
+    suite: Suite,
+    settings: Settings,
+    *,
+    dev_digests: dict[str, str],
+    templates: dict[str, str],
+    server_versions: dict[str, str],
+    margins: dict[str, float],
+) -> Lock:
+    """Freeze a flow: the offline hashes plus what the servers reported."""
+    root = settings.root
+    servers = vllm_args(flow, settings)
+    dev = settings.profile(settings.promote.dev)
+    hashes = offline_hashes(flow, suite, settings)
+    hashes |= {f"template.{k}": sha256_text(v) for k, v in sorted(templates.items())}
+    models = {
+        logical: ModelPair(
+            dev=f"{dev.kind}:{dev.model(logical).label}",
+            dev_digest=dev_digests.get(logical, "unknown"),
+            prod=args,
+            prod_digest=hashes.get(f"model.{logical}.prod.weights")
+            or f"revision {args.revision or 'unpinned'}",
+        )
+        for logical, args in servers.items()
+    }
+    return Lock(
+        flow=flow.name,
+        flow_file=_relative(Path(suite.flow_ref.partition("@")[0]), root),
+        suite_file=_relative(suite.path.resolve(), root),
+        dev_backend=settings.promote.dev,
+        prod_backend=settings.promote.prod,
+        models=models,
+        sampling={p.name: p.sampling.model_dump(exclude_none=True) for p in flow.prompts},
+        gates=_gates(suite),
+        margins=margins,
+        versions=package_versions() | server_versions,
+        hashes=hashes,
+    )
+
+
+def _relative(path: Path, root: Path) -> str:
+    path = path.resolve()
+    return path.relative_to(root).as_posix() if root in path.parents else str(path)
+
+
+def lock_dir(settings: Settings, flow: str, version: str) -> Path:
+    """``deploy/<flow>/<version>/`` under the project root."""
+    return settings.root / "deploy" / flow / version
+
+
+def write_lock(lock: Lock, folder: Path) -> Path:
+    """Write the lock read-only; an existing lock must be the same (a lock never changes)."""
+    path = folder / LOCK_NAME
+    text = lock.model_dump_json(indent=2) + "\n"
+    if path.exists():
+        if read_lock(path).digest != lock.digest:
+            raise UserError(f"{path} exists with other contents: promoted locks never change")
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    return path
+
+
+def read_lock(path: Path) -> Lock:
+    """Read a lock file, with an error naming the fix."""
+    if path.is_dir():
+        path = path / LOCK_NAME
+    try:
+        return Lock.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no lock at {path}: give a path written by `promptlab promote`") from None
+    except ValueError as exc:
+        raise UserError(f"{path} is not a promptlab lock ({exc}): re-run promote") from None
+
+
+class Drift(BaseModel):
+    """One hash that no longer matches the working tree."""
+
+    key: str
+    locked: str
+    now: str
+
+
+def verify(lock: Lock, flow: Flow, suite: Suite, settings: Settings) -> tuple[list[Drift], int]:
+    """The drifted hashes, and how many were checked (server-reported ones are not)."""
+    now = offline_hashes(flow, suite, settings)
+    checked = [k for k in lock.hashes if not k.startswith("template.")]
+    drift = [
+        Drift(key=k, locked=lock.hashes[k], now=now.get(k, "missing"))
+        for k in checked
+        if now.get(k) != lock.hashes[k]
+    ]
+    drift += [Drift(key=k, locked="missing", now=v) for k, v in now.items() if k not in lock.hashes]
+    return drift, len(set(checked) | set(now))
+
+
+__all__ = [
+    "LOCK_NAME",
+    "Drift",
+    "Lock",
+    "ModelPair",
+    "VllmArgs",
+    "build_lock",
+    "lock_dir",
+    "read_lock",
+    "verify",
+    "vllm_args",
+    "write_lock",
+]
