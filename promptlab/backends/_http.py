@@ -17,6 +17,16 @@ async def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
         return response.json()
 
 
+async def post_json(
+    url: str, body: dict[str, Any], headers: dict[str, str] | None = None, timeout: float = 120.0
+) -> Any:
+    """POST and read a JSON document (for small requests such as tokenizing, not streaming)."""
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        response = await client.post(url, json=body, headers=headers)
+        response.raise_for_status()
+        return response.json()
+
+
 def post_json_sync(url: str, body: dict[str, Any]) -> Any:
     """POST and read a JSON document synchronously with a short timeout."""
     response = httpx.post(url, json=body, timeout=PROBE_TIMEOUT)

@@ -9,6 +9,8 @@ from pydantic import BaseModel
 from promptlab.eval.results import CaseResult
 from promptlab.eval.stats import mcnemar_exact, paired_bootstrap_delta
 
+DEFAULT_MARGIN = 0.1
+
 
 class ScorerDelta(BaseModel):
     """One scorer compared over the cases both runs share."""
@@ -25,7 +27,9 @@ class ScorerDelta(BaseModel):
     p_value: float
 
 
-def compare(a: Sequence[CaseResult], b: Sequence[CaseResult]) -> list[ScorerDelta]:
+def compare(
+    a: Sequence[CaseResult], b: Sequence[CaseResult], confidence: float = 0.95
+) -> list[ScorerDelta]:
     """Per scorer: pass rates, the paired delta (B - A) with its interval, flips, McNemar p."""
     first = {r.key: r for r in a}
     second = {r.key: r for r in b}
@@ -43,7 +47,7 @@ def compare(a: Sequence[CaseResult], b: Sequence[CaseResult]) -> list[ScorerDelt
             continue
         xs = [1.0 if x.status == "PASS" else 0.0 for x, _, _ in pairs]
         ys = [1.0 if y.status == "PASS" else 0.0 for _, y, _ in pairs]
-        interval = paired_bootstrap_delta(xs, ys)
+        interval = paired_bootstrap_delta(xs, ys, confidence)
         to_pass = [
             f"{k[0]}#{k[1]}" for (x, y, k) in pairs if x.status == "FAIL" and y.status == "PASS"
         ]
@@ -65,3 +69,30 @@ def compare(a: Sequence[CaseResult], b: Sequence[CaseResult]) -> list[ScorerDelt
             )
         )
     return out
+
+
+class NonInferiority(BaseModel):
+    """Whether B is not worse than A on one scorer by more than the margin."""
+
+    delta: ScorerDelta
+    margin: float
+    passed: bool
+
+
+def non_inferiority(
+    a: Sequence[CaseResult], b: Sequence[CaseResult], margins: dict[str, float]
+) -> list[NonInferiority]:
+    """Per scorer, whether B is within ``margin`` of A.
+
+    B is non-inferior when the one-sided 95% lower bound of the paired delta (B - A) stays
+    above ``-margin`` (``margins[scorer]``, else ``margins["default"]``).
+    """
+    default = margins.get("default", DEFAULT_MARGIN)
+    return [
+        NonInferiority(
+            delta=d,
+            margin=margins.get(d.scorer, default),
+            passed=d.low >= -margins.get(d.scorer, default),
+        )
+        for d in compare(a, b, confidence=0.90)
+    ]

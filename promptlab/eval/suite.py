@@ -143,6 +143,9 @@ class Suite(BaseModel):
     scorers: tuple[ScorerSpec, ...] = Field(min_length=1)
     gates: dict[Stage, tuple[Gate, ...]] = Field(default_factory=dict)
     settings: Settings = Settings()
+    # Promotion's non-inferiority margins: how much lower prod's pass rate may be than dev's
+    # (per scorer, or "default").
+    margins: dict[str, float] = Field(default_factory=dict)
     plugins: tuple[str, ...] = ()
     path: Path = Field(default=Path("."), exclude=True)
 
@@ -161,6 +164,9 @@ class Suite(BaseModel):
         names = [s.name for s in self.scorers]
         if len(set(names)) != len(names):
             raise ValueError(f"scorer names must be unique: {names}")
+        unknown = sorted(set(self.margins) - {*names, "default"})
+        if unknown:
+            raise ValueError(f"margins name no scorer: {', '.join(unknown)} (scorers: {names})")
         known = {*names, *OPERATIONAL}
         for stage, gates in self.gates.items():
             for gate in gates:
