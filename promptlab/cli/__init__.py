@@ -81,6 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the summary as JSON")
     ev.add_argument("--schema", action="store_true", help="print the suite JSON schema")
 
+    pro = sub.add_parser(
+        "promote",
+        help="freeze a flow, prove it on vLLM, register it and write its deployment",
+        description="Freeze FLOW into a lock, run parity checks and the suite's prod gates on "
+        "vLLM plus non-inferiority against the dev baseline; only if all pass, register a "
+        "version in MLflow, move the alias and write deploy/<flow>/<version>/. Exit 0: "
+        "promoted; 1: refused; 2: an error.",
+    )
+    pro.add_argument("flow", metavar="FLOW", help="path/to/file.py[@name] (or a flow name)")
+    pro.add_argument("--to", default="vllm", choices=["vllm"], help="target (vllm)")
+    pro.add_argument("--suite", help="eval suite (default: the one in evals/ that runs FLOW)")
+    where = pro.add_mutually_exclusive_group()
+    where.add_argument("--url", help="a running vLLM to prove the flow on")
+    where.add_argument(
+        "--launch", action="store_true", help="start vLLM from the lock's pinned arguments"
+    )
+    pro.add_argument("--alias", help="registry alias to move (default: [promote] alias, staging)")
+    pro.add_argument("--limit", type=int, help="only the suite's first N cases")
+    pro.add_argument(
+        "--rollback", action="store_true", help="move the alias back to the previous version"
+    )
+
+    ver = sub.add_parser(
+        "verify",
+        help="check that the working tree still matches a promotion lock",
+        description="Recompute every hash of LOCK that needs no server; exit 1 on drift.",
+    )
+    ver.add_argument("lock", metavar="LOCK", help="deploy/<flow>/<version>/promptlab.lock.json")
+    ver.add_argument("--json", action="store_true", help="print JSON")
+
     lst = sub.add_parser("list", help="list the flows in a file or folder")
     lst.add_argument("path", nargs="?", default="flows", help="file or folder (default: flows)")
     lst.add_argument("--json", action="store_true", help="print JSON")
@@ -107,6 +137,14 @@ def _handler(command: str) -> Handler:
         from promptlab.cli.eval import eval_command
 
         return eval_command
+    if command == "promote":
+        from promptlab.cli.promote import promote_command
+
+        return promote_command
+    if command == "verify":
+        from promptlab.cli.promote import verify_command
+
+        return verify_command
     if command == "list":
         from promptlab.cli.inspect import list_command
 

@@ -245,7 +245,9 @@ def build_lock(
         dev_backend=settings.promote.dev,
         prod_backend=settings.promote.prod,
         models=models,
-        sampling={p.name: p.sampling.model_dump(exclude_none=True) for p in flow.prompts},
+        sampling={
+            p.name: p.sampling.model_dump(mode="json", exclude_none=True) for p in flow.prompts
+        },
         gates=_gates(suite),
         margins=margins,
         versions=package_versions() | server_versions,

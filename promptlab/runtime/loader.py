@@ -51,7 +51,8 @@ def import_file(path: Path) -> ModuleType:
             f"flow file {path} not found: check the path (`promptlab list flows/` lists flows)"
         )
     resolved = path.resolve()
-    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
+    # The name carries the file's contents too: an edited file is imported afresh.
+    digest = hashlib.sha1(str(resolved).encode() + resolved.read_bytes()).hexdigest()[:8]
     name = f"promptlab_user.{resolved.stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]

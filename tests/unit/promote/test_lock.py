@@ -1,0 +1,108 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from promptlab.config import load_settings
+from promptlab.errors import UserError
+from promptlab.eval.suite import load_suite
+from promptlab.promote.lock import build_lock, read_lock, verify, write_lock
+from promptlab.runtime.loader import load_flow
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the repository's flows, suites and config (models stay where they are)."""
+    for name in ("flows", "evals"):
+        shutil.copytree(REPO / name, tmp_path / name)
+    text = (REPO / "promptlab.toml").read_text().replace(".cache/", f"{REPO}/.cache/")
+    (tmp_path / "promptlab.toml").write_text(text)
+    return tmp_path
+
+
+def _lock(project: Path):  # type: ignore[no-untyped-def]
+    settings = load_settings(project, env={})
+    suite = load_suite(project / "evals" / "support_bot.yaml")
+    flow = load_flow(suite.flow_ref)
+    lock = build_lock(
+        flow,
+        suite,
+        settings,
+        dev_digests={"chat": "d1"},
+        templates={"dev.chat": "T"},
+        server_versions={"vllm": "0.32.0"},
+        margins={},
+    )
+    return lock, flow, suite, settings
+
+
+def test_lock_hashes_everything_the_flow_depends_on(project: Path) -> None:
+    lock, *_ = _lock(project)
+    keys = set(lock.hashes)
+    for key in (
+        "flow.source",
+        "suite",
+        "suite.gates",
+        "prompt.support_reply.text",
+        "prompt.support_reply.sampling",
+        "prompt.support_reply.schema",
+        "retriever.articles.corpus",
+        "retriever.articles.index.prod",
+        "model.chat.prod.weights",
+        "model.embed.prod.weights",
+        "template.dev.chat",
+    ):
+        assert key in keys, key
+    assert lock.models["chat"].prod.served_model_name == "smollm2-135m"
+    assert lock.models["embed"].prod.runner == "pooling"
+    assert lock.versions["vllm"] == "0.32.0" and lock.versions["promptlab"]
+    assert len(lock.version) == 12 and lock.digest.startswith(lock.version)
+
+
+def test_the_lock_is_deterministic_and_never_rewritten(project: Path, tmp_path: Path) -> None:
+    lock, *_ = _lock(project)
+    again, *_ = _lock(project)
+    assert again.digest == lock.digest
+    path = write_lock(lock, tmp_path / "out")
+    assert read_lock(path) == lock
+    assert not path.stat().st_mode & 0o222  # read-only
+    write_lock(again, tmp_path / "out")  # the same lock: fine
+    other = lock.model_copy(update={"margins": {"default": 0.5}})
+    with pytest.raises(UserError, match="never change"):
+        write_lock(other, tmp_path / "out")
+
+
+def test_verify_passes_on_an_unchanged_tree(project: Path) -> None:
+    lock, flow, suite, settings = _lock(project)
+    drift, checked = verify(lock, flow, suite, settings)
+    assert drift == [] and checked >= 10
+
+
+def test_one_character_in_a_prompt_is_drift(project: Path) -> None:
+    lock, *_ = _lock(project)
+    source = project / "flows" / "support_bot.py"
+    text = source.read_text()
+    assert "Nimbus" in text
+    source.write_text(text.replace("assistant of Nimbus", "assistant of Nimbuz"))
+    settings = load_settings(project, env={})
+    suite = load_suite(project / "evals" / "support_bot.yaml")
+    drift, _ = verify(lock, load_flow(suite.flow_ref), suite, settings)
+    keys = {d.key for d in drift}
+    assert "flow.source" in keys and "prompt.support_reply.text" in keys
+
+
+def test_a_changed_article_or_gate_is_drift(project: Path) -> None:
+    lock, *_ = _lock(project)
+    article = next((project / "flows" / "data" / "kb").glob("*.md"))
+    article.write_text(article.read_text() + "\nOne more line.\n")
+    suite_file = project / "evals" / "support_bot.yaml"
+    suite_file.write_text(suite_file.read_text().replace("mrr.mean >= 0.7", "mrr.mean >= 0.5"))
+    settings = load_settings(project, env={})
+    suite = load_suite(suite_file)
+    drift, _ = verify(lock, load_flow(suite.flow_ref), suite, settings)
+    keys = {d.key for d in drift}
+    assert {"retriever.articles.corpus", "retriever.articles.index.prod", "suite.gates"} <= keys
+    assert json.loads(drift[0].model_dump_json())["locked"] != "missing"
