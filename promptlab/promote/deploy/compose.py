@@ -1,0 +1,211 @@
+"""docker compose: the vLLM servers, the flow server (built from a Dockerfile) and MLflow."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from promptlab.errors import UserError
+from promptlab.promote.deploy.plan import (
+    FLOW_PORT,
+    MLFLOW_PORT,
+    ROOT_FROM_FOLDER,
+    VLLM_PORT,
+    Plan,
+    Server,
+    dump,
+    listen_argv,
+)
+
+HF_CACHE = "/root/.cache/huggingface"
+EXTRAS = "serve,openai,tracking"
+SECRETS_FILE = "secrets.env"
+
+
+def _http_check(port: int, path: str) -> list[str]:
+    """A healthcheck that needs only Python, which every one of these images has."""
+    url = f"http://localhost:{port}{path}"
+    return ["CMD", "python3", "-c", f"import urllib.request; urllib.request.urlopen({url!r})"]
+
+
+def _host_path(path: str) -> str:
+    """A project path as seen from the compose file's folder."""
+    return path if path.startswith("/") else f"{ROOT_FROM_FOLDER}/{path.removeprefix('./')}"
+
+
+def _vllm_service(plan: Plan, server: Server) -> dict[str, Any]:
+    args = server.args
+    volumes = []
+    if server.model_mount:
+        volumes.append(f"{_host_path(args.model)}:{server.model_mount}:ro")
+    else:
+        volumes.append(f"hf-cache:{HF_CACHE}")
+    if args.chat_template and server.template_mount:
+        volumes.append(f"{_host_path(args.chat_template)}:{server.template_mount}:ro")
+    return {
+        "image": plan.vllm_image,
+        "entrypoint": ["vllm", "serve"],
+        "command": [*server.container_argv(), *listen_argv()],
+        "environment": {"VLLM_API_KEY": "${VLLM_API_KEY:?set VLLM_API_KEY in secrets.env}"},
+        "ports": [f"{server.host_port}:{VLLM_PORT}"],
+        "volumes": volumes,
+        "ipc": "host",
+        "deploy": {
+            "resources": {
+                "reservations": {
+                    "devices": [
+                        {
+                            "driver": "nvidia",
+                            "device_ids": [str(g) for g in server.gpus],
+                            "capabilities": ["gpu"],
+                        }
+                    ]
+                }
+            }
+        },
+        "healthcheck": {
+            "test": _http_check(VLLM_PORT, "/health"),
+            "interval": "10s",
+            "timeout": "5s",
+            "retries": 3,
+            "start_period": "15m",
+        },
+        "restart": "unless-stopped",
+    }
+
+
+def _flow_service(plan: Plan) -> dict[str, Any]:
+    urls = {s.service: f"http://{s.service}:{VLLM_PORT}/v1" for s in plan.servers}
+    environment = {
+        **plan.backend_env(urls),
+        "PROMPTLAB_TRACKING_URI": f"http://mlflow:{MLFLOW_PORT}",
+        "VLLM_API_KEY": "${VLLM_API_KEY:?set VLLM_API_KEY in secrets.env}",
+        "PROMPTLAB_API_KEYS": "${PROMPTLAB_API_KEYS:?set PROMPTLAB_API_KEYS in secrets.env}",
+    }
+    depends = {s.service: {"condition": "service_healthy"} for s in plan.servers}
+    depends["mlflow"] = {"condition": "service_healthy"}
+    return {
+        "image": plan.flow_image,
+        "build": {"context": ROOT_FROM_FOLDER, "dockerfile": f"{plan.folder}/Dockerfile"},
+        "environment": environment,
+        "ports": [f"{FLOW_PORT}:{FLOW_PORT}"],
+        "depends_on": depends,
+        "healthcheck": {
+            "test": _http_check(FLOW_PORT, "/readyz"),
+            "interval": "10s",
+            "timeout": "5s",
+            "retries": 3,
+            "start_period": "2m",
+        },
+        "restart": "unless-stopped",
+    }
+
+
+def _mlflow_service(plan: Plan) -> dict[str, Any]:
+    return {
+        "image": plan.mlflow_image,
+        "command": [
+            "mlflow",
+            "server",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(MLFLOW_PORT),
+            "--backend-store-uri",
+            "sqlite:////mlflow/mlflow.db",
+            "--artifacts-destination",
+            "/mlflow/artifacts",
+        ],
+        # MLflow >= 3.5 refuses Host headers it does not know; the flow server calls it `mlflow`.
+        "environment": {
+            "MLFLOW_SERVER_ALLOWED_HOSTS": f"mlflow,mlflow:{MLFLOW_PORT},localhost,"
+            f"localhost:{MLFLOW_PORT}"
+        },
+        "ports": [f"{MLFLOW_PORT}:{MLFLOW_PORT}"],
+        "volumes": ["mlflow:/mlflow"],
+        "healthcheck": {
+            "test": _http_check(MLFLOW_PORT, "/health"),
+            "interval": "10s",
+            "timeout": "5s",
+            "retries": 3,
+            "start_period": "1m",
+        },
+        "restart": "unless-stopped",
+    }
+
+
+def render_compose(plan: Plan) -> str:
+    """``docker-compose.yaml`` for one machine with enough GPUs for every server."""
+    services = {s.service: _vllm_service(plan, s) for s in plan.servers}
+    services["flow"] = _flow_service(plan)
+    services["mlflow"] = _mlflow_service(plan)
+    volumes: dict[str, Any] = {"mlflow": {}}
+    if any(not s.model_mount for s in plan.servers):
+        volumes["hf-cache"] = {}
+    doc = {"name": f"promptlab-{plan.name}", "services": services, "volumes": volumes}
+    usage = (
+        "# Run from this folder: docker compose --env-file secrets.env up -d\n"
+        "# (copy secrets.env.example to secrets.env and set real keys first).\n"
+    )
+    return plan.header("docker compose deployment") + usage + dump(doc)
+
+
+def render_secrets_example(plan: Plan) -> str:
+    """``secrets.env.example``: the keys compose needs, as placeholders."""
+    return (
+        f"# Copy to {SECRETS_FILE}, set real values, and never commit {SECRETS_FILE}.\n"
+        "# The key the vLLM servers require and the flow server sends:\n"
+        "VLLM_API_KEY=REPLACE-ME-vllm-key\n"
+        "# The flow server's own API keys, comma-separated:\n"
+        "PROMPTLAB_API_KEYS=REPLACE-ME-flow-key\n"
+    )
+
+
+def _copied_folders(plan: Plan) -> list[str]:
+    """The project folders the flow server needs: the flow's and the suite's (with data)."""
+    folders = set()
+    for path in (plan.lock.flow_file, plan.lock.suite_file):
+        if PurePosixPath(path).is_absolute():
+            raise UserError(
+                f"{path} is outside the project: move it under the project root and promote "
+                "again, so that the flow server's image can hold it"
+            )
+        folders.add(str(PurePosixPath(path).parent))
+    return sorted(folders - {"", "."})
+
+
+def render_dockerfile(plan: Plan) -> str:
+    """The flow server's image: promptlab from this project's source, the flow and the lock."""
+    lines = [
+        plan.header("The flow server's image").rstrip("\n"),
+        f"# Build from the project root: docker build -f {plan.folder}/Dockerfile "
+        f"-t {plan.flow_image} .",
+        "FROM python:3.11-slim",
+        "WORKDIR /app",
+        "ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1",
+        "# promptlab itself, from the same source the promotion measured",
+        "COPY pyproject.toml README.md ./",
+        "COPY promptlab/ promptlab/",
+        f'RUN pip install ".[{EXTRAS}]"',
+        "COPY promptlab.toml ./",
+    ]
+    loose = [
+        p
+        for p in (plan.lock.flow_file, plan.lock.suite_file)
+        if str(PurePosixPath(p).parent) in ("", ".")
+    ]
+    lines += [f"COPY {folder}/ {folder}/" for folder in _copied_folders(plan)]
+    lines += [f"COPY {path} ./" for path in loose]
+    lines += [
+        f"COPY {plan.lock_path} {plan.lock_path}",
+        f"EXPOSE {FLOW_PORT}",
+        'CMD ["promptlab", "serve", '
+        f'"{plan.lock_path}", "--host", "0.0.0.0", "--port", "{FLOW_PORT}"]',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_dockerignore(plan: Plan) -> str:
+    """``Dockerfile.dockerignore``: keep model weights and virtualenvs out of the build context."""
+    ignored = [".git", ".venv", ".cache", ".promptlab", "mlruns", "**/__pycache__", "**/*.pyc"]
+    return plan.header("Build-context exclusions") + "\n".join(ignored) + "\n"
