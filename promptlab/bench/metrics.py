@@ -21,10 +21,12 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field
 
-PERCENTILES = (50, 95, 99)
+Figure = Annotated[float, BeforeValidator(lambda v: math.nan if v is None else v)]
+"""A float that JSON writes as null when it is NaN (no sample) and reads back as NaN."""
 
 
 class RequestRecord(BaseModel):
@@ -67,11 +69,11 @@ class Distribution(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n: int
-    mean: float
-    median: float
-    std: float
-    p95: float
-    p99: float
+    mean: Figure
+    median: Figure
+    std: Figure
+    p95: Figure
+    p99: Figure
 
     @classmethod
     def of_seconds(cls, values: Sequence[float]) -> Distribution:
@@ -100,9 +102,9 @@ class Summary(BaseModel):
     duration_s: float
     input_tokens: int
     output_tokens: int
-    request_throughput: float
-    output_throughput: float
-    total_token_throughput: float
+    request_throughput: Figure
+    output_throughput: Figure
+    total_token_throughput: Figure
     ttft_ms: Distribution
     tpot_ms: Distribution
     itl_ms: Distribution

@@ -42,13 +42,19 @@ SYSTEM = "You are a helpful assistant."
 class RawTarget:
     """Streams ``PROMPTS`` to one backend's server with greedy decoding and a token cap."""
 
-    def __init__(self, backend: Backend, max_tokens: int, logical: str = "chat") -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        max_tokens: int,
+        logical: str = "chat",
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.backend = backend
         self.max_tokens = max_tokens
         self.url = backend.url(logical).rstrip("/")
         self.model = backend.spec(logical).label
         self.logical = logical
-        self.client = httpx.AsyncClient(
+        self.client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(backend.profile.timeout, connect=5.0),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
         )

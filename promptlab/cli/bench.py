@@ -112,6 +112,9 @@ def bench_command(args: argparse.Namespace) -> int:
         create_backend(settings.profile(name), settings.root)
         for name in dict.fromkeys(args.backend or [settings.default_backend])
     ]
+    if args.raw:
+        for backend in backends:
+            raw_class(backend)  # every kind is checked before the first request
     result = BenchResult(
         mode="raw" if args.raw else "flow",
         subject=flow.name if flow is not None else "raw model",
@@ -137,9 +140,6 @@ def bench_command(args: argparse.Namespace) -> int:
 
         return FlowTarget(flow, backend, settings.state_dir, inputs)
 
-    if args.raw:
-        for backend in backends:
-            raw_class(backend)  # every kind is checked before the first request
     asyncio.run(run_bench(result, backends, sender, timeout_s=args.timeout))
     result.recommendation = recommend(result)
     folder = Path(args.out) if args.out else _default_folder(settings, result)
