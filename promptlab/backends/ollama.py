@@ -37,6 +37,12 @@ class OllamaBackend(Backend):
 
     kind = "ollama"
 
+    def start_hint(self) -> str:
+        """How to bring Ollama up, for the unreachable error."""
+        return (
+            f"start it with `ollama serve`, or set OLLAMA_HOST or PROMPTLAB_{self.name.upper()}_URL"
+        )
+
     def num_ctx(self, logical: str) -> int:
         """The context window promptlab asks Ollama for (sent as ``num_ctx`` every call)."""
         return self.spec(logical).context_window or DEFAULT_NUM_CTX

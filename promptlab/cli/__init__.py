@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("path", nargs="?", default="flows", help="file or folder (default: flows)")
     lst.add_argument("--json", action="store_true", help="print JSON")
 
+    from promptlab.cli.bench import add_parser as add_bench
+
+    add_bench(sub)
+
     backends = sub.add_parser("backends", help="show configured backends and whether each answers")
     backends.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -145,6 +149,10 @@ def _handler(command: str) -> Handler:
         from promptlab.cli.promote import verify_command
 
         return verify_command
+    if command == "bench":
+        from promptlab.cli.bench import bench_command
+
+        return bench_command
     if command == "list":
         from promptlab.cli.inspect import list_command
 
