@@ -118,10 +118,54 @@ def build_parser() -> argparse.ArgumentParser:
     from promptlab.cli.bench import add_parser as add_bench
 
     add_bench(sub)
+    _add_serve(sub)
 
     backends = sub.add_parser("backends", help="show configured backends and whether each answers")
     backends.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="serve flows over HTTP: OpenAI-compatible API, typed routes, health, metrics",
+        description="Serve flows as an HTTP service: POST /v1/chat/completions and GET "
+        "/v1/models (each flow is a model), POST /flows/NAME/invoke and /flows/NAME/stream "
+        "(OpenAPI at /docs), /healthz, /readyz, /metrics. API keys come from "
+        "$PROMPTLAB_API_KEYS (comma-separated) and --api-key-file; with none, auth is off.",
+    )
+    serve.add_argument("flows", nargs="+", metavar="FLOW", help="path/to/file.py[@name]")
+    _add_backend_flags(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    serve.add_argument("--api-key-file", metavar="PATH", help="file with one API key a line")
+    serve.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=256,
+        metavar="N",
+        help="requests in flight per worker; beyond, 429 with Retry-After (default: 256)",
+    )
+    serve.add_argument(
+        "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default: 120)"
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=1_048_576, metavar="N", help="default: 1 MiB"
+    )
+    serve.add_argument(
+        "--trace-sample",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="share of requests traced to MLflow, 0 to 1 (default: 0)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="JSON logs on stderr; info logs one line a request (default: info)",
+    )
 
 
 def report_error(exc: PromptlabError, exit_code: int | None = None) -> int:
@@ -153,6 +197,10 @@ def _handler(command: str) -> Handler:
         from promptlab.cli.bench import bench_command
 
         return bench_command
+    if command == "serve":
+        from promptlab.cli.serve import serve_command
+
+        return serve_command
     if command == "list":
         from promptlab.cli.inspect import list_command
 

@@ -50,3 +50,15 @@ def test_support_bot_retrieves_calls_a_tool_and_answers(tmp_path: Path) -> None:
     assert tool_call.tool == "order_status"
     assert json.loads(tool_call.result or "")["status"] == "shipped"
     assert list(tmp_path.glob("index/articles-*.json"))
+
+
+def test_chat_passes_the_message_through(tmp_path: Path) -> None:
+    flow = load_flow(str(FLOWS / "chat.py"))
+    backend = FakeBackend(script=["Paris."])
+    result = asyncio.run(
+        Executor(flow, backend, tmp_path).run({"message": "What is the capital of France?"})
+    )
+    assert result.raise_for_error().output == "Paris."
+    assert backend.calls[0].roles == ["system", "human"]
+    assert backend.calls[0].texts[-1] == "What is the capital of France?"
+    assert backend.calls[0].sampling.max_tokens == 64

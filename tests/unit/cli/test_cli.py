@@ -371,7 +371,16 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == "promptlab 0.1.0\n"
 
 
-HEAVY = ("mlflow", "langchain_openai", "langchain_ollama", "torch", "langchain_core")
+HEAVY = (
+    "mlflow",
+    "langchain_openai",
+    "langchain_ollama",
+    "torch",
+    "langchain_core",
+    "fastapi",
+    "uvicorn",
+    "prometheus_client",
+)
 
 
 @pytest.mark.parametrize(
@@ -382,8 +391,10 @@ HEAVY = ("mlflow", "langchain_openai", "langchain_ollama", "torch", "langchain_c
         "    pass",
         "import promptlab.cli\ntry:\n    promptlab.cli.main(['run', '--help'])\nexcept SystemExit:"
         "\n    pass",
+        "import promptlab.cli\ntry:\n    promptlab.cli.main(['serve', '--help'])\n"
+        "except SystemExit:\n    pass",
     ],
-    ids=["build-parser", "help", "run-help"],
+    ids=["build-parser", "help", "run-help", "serve-help"],
 )
 def test_starting_the_cli_imports_nothing_heavy(code: str) -> None:
     check = (

@@ -1,0 +1,96 @@
+"""``promptlab serve``: flows as an OpenAI-compatible HTTP service on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging.config
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from promptlab.errors import ConfigError, MissingDependencyError
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Resolve what to serve (failing early, with one clear line), then run the server."""
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise MissingDependencyError("uvicorn", "serve") from exc
+    from pydantic import ValidationError
+
+    from promptlab.errors import first_problem
+    from promptlab.serve.config import ServeConfig
+    from promptlab.serve.guard import KEYS_ENV, load_api_keys
+    from promptlab.serve.logs import log, log_config
+    from promptlab.serve.target import resolve_target
+
+    try:
+        config = ServeConfig(
+            flows=tuple(args.flows),
+            backend=args.backend,
+            url=args.url,
+            model=tuple(args.model),
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            api_key_file=Path(args.api_key_file) if args.api_key_file else None,
+            max_concurrency=args.max_concurrency,
+            timeout=args.timeout,
+            max_body_bytes=args.max_body_bytes,
+            trace_sample=args.trace_sample,
+            log_level=args.log_level,
+        )
+    except ValidationError as exc:
+        field, message = first_problem(exc)
+        flag = "--" + field.replace("_", "-")
+        raise ConfigError(f"{flag}: {message}: fix the flag") from None
+    target = resolve_target(config.flows, config.backend_options)
+    keys = load_api_keys(config.api_key_file)
+    logging_config = log_config(config.log_level)
+    logging.config.dictConfig(logging_config)
+    log.info(
+        "starting",
+        extra={
+            "flows": sorted(target.flows),
+            "backend": target.backend.name,
+            "backend_url": target.backend.url(),
+            "url": f"http://{config.host}:{config.port}",
+            "workers": config.workers,
+            "max_concurrency_per_worker": config.max_concurrency,
+            "timeout_s": config.timeout,
+            "trace_sample": config.trace_sample,
+            "auth": f"on ({len(keys)} keys)" if len(keys) else "off",
+        },
+    )
+    if not len(keys):
+        log.warning(
+            f"authentication is off: no API keys configured (set {KEYS_ENV} or --api-key-file)"
+        )
+    common = {
+        "host": config.host,
+        "port": config.port,
+        "log_config": logging_config,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": int(config.timeout) + 5,
+    }
+    if config.workers == 1:
+        from promptlab.serve.app import create_app
+
+        uvicorn.run(create_app(target, config, keys), **common)  # type: ignore[arg-type]
+        return 0
+    metrics_dir = tempfile.mkdtemp(prefix="promptlab-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    config.to_env()
+    try:
+        uvicorn.run(
+            "promptlab.serve.app:worker_app",
+            factory=True,
+            workers=config.workers,
+            **common,  # type: ignore[arg-type]
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
