@@ -1,0 +1,158 @@
+"""`promptlab promote --launch` and `promptlab verify` on real servers, read back from MLflow."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from kubernetes_validate import validate
+
+from promptlab.backends import create_backend
+from promptlab.config import load_settings
+from promptlab.promote import parity
+from promptlab.runtime.loader import load_flow
+from tests.integration.conftest import CLI, VLLM
+from tests.servers import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def make_project(folder: Path) -> Path:
+    """A copy of the repository's flows, suites and config; models stay in the repository."""
+    for name in ("flows", "evals"):
+        shutil.copytree(REPO / name, folder / name)
+    text = (REPO / "promptlab.toml").read_text().replace('".cache/', f'"{REPO}/.cache/')
+    (folder / "promptlab.toml").write_text(text)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("promote"))
+
+
+def test_support_bot_promotes_and_verifies(
+    promptlab_cli: CLI, project: Path, tracking_uri: str
+) -> None:
+    # Retrieval and schema validity: the gates this 135M model passes on any three cases.
+    (project / "evals" / "support_smoke.yaml").write_text(
+        "flow: ../flows/support_bot.py\ndataset: {file: data/support_bot.jsonl}\n"
+        "scorers: [{name: recall, kind: retrieval_recall, expect: articles, k: 3},"
+        " {name: valid, kind: json_valid}]\n"
+        "gates: {dev: ['recall.mean >= 0.5', 'valid.rate == 1'],"
+        " prod: ['recall.mean >= 0.5', 'valid.rate == 1']}\n"
+    )
+    out = promptlab_cli(
+        "promote",
+        "flows/support_bot.py",
+        "--to",
+        "vllm",
+        "--launch",
+        "--suite",
+        "evals/support_smoke.yaml",
+        "--limit",
+        "3",
+        cwd=project,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    assert "PROMOTED: promptlab.support_bot version" in out.stdout
+    assert "PASS  chat template (chat)" in out.stdout or "WARN  chat template" in out.stdout
+    assert "vLLM starting" in out.stderr
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("promptlab.support_bot", "staging")
+    assert version.tags["promptlab.prod_run"] and version.tags["promptlab.dev_run"]
+    folder = project / "deploy" / "support_bot" / version.tags["promptlab.version"]
+    lock = folder / "promptlab.lock.json"
+    assert lock.is_file()
+    assert version.tags["promptlab.lock_hash"]
+    prod_run = mlflow.get_run(version.tags["promptlab.prod_run"])
+    assert prod_run.data.params["lock_hash"] == version.tags["promptlab.lock_hash"]
+    assert prod_run.data.tags["promptlab.gates.prod"] == "pass"
+    report = mlflow.artifacts.load_text(f"runs:/{version.run_id}/report.md")
+    assert "## parity checks" in report and "PROMOTED" in report
+
+    for manifest in (folder / "k8s").glob("*.yaml"):
+        for obj in yaml.safe_load_all(manifest.read_text()):
+            validate(obj, "1.33", strict=True)
+    assert "--served-model-name smollm2-135m" in (folder / "vllm-serve.sh").read_text()
+
+    ok = promptlab_cli("verify", str(lock), cwd=project)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    flow_file = project / "flows" / "support_bot.py"
+    original = flow_file.read_text()
+    flow_file.write_text(original.replace("assistant of Nimbus", "assistant of Nimbuz"))
+    try:
+        drifted = promptlab_cli("verify", str(lock), cwd=project)
+    finally:
+        flow_file.write_text(original)
+    assert drifted.returncode == 1
+    assert "prompt.support_reply.text" in drifted.stdout
+    assert drifted.stderr.count("\n") == 1 and "promote again" in drifted.stderr
+
+
+def test_a_mismatched_chat_template_is_refused_and_nothing_registered(
+    promptlab_cli: CLI, tmp_path: Path, tracking_uri: str
+) -> None:
+    project = make_project(tmp_path)
+    (project / "llama2.jinja").write_text(
+        "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
+    )
+    config = project / "promptlab.toml"
+    config.write_text(
+        config.read_text().replace(
+            'dtype = "bfloat16"\n', 'dtype = "bfloat16"\nchat_template = "llama2.jinja"\n', 1
+        )
+    )
+    (project / "evals" / "smoke.yaml").write_text(
+        "flow: ../flows/triage.py\ndataset: {file: data/triage.jsonl}\n"
+        "scorers: [{name: valid, kind: json_valid}]\n"
+        "gates: {dev: ['valid.rate == 1'], prod: ['valid.rate == 1']}\n"
+    )
+    out = promptlab_cli(
+        "promote",
+        "flows/triage.py",
+        "--suite",
+        "evals/smoke.yaml",
+        "--launch",
+        "--limit",
+        "3",
+        cwd=project,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr[-3000:]
+    assert "FAIL  chat template (chat)" in out.stdout
+    assert "REFUSED: parity check failed: chat template (chat)" in out.stdout
+    assert "[INST]" in out.stdout  # the evidence shows what prod renders
+    assert not (project / "deploy" / "triage").exists()
+    mlflow.set_tracking_uri(tracking_uri)
+    assert not mlflow.MlflowClient().search_registered_models("name = 'promptlab.triage'")
+
+
+def test_llama_cpp_chatml_vs_the_hf_template_is_caught(
+    ollama_url: str, vllm: VLLM, tmp_path: Path
+) -> None:
+    flow_file = tmp_path / "plain.py"
+    flow_file.write_text(
+        "from pydantic import BaseModel\nfrom promptlab import Flow, Prompt\n\n"
+        "class Q(BaseModel):\n    question: str\n\n"
+        "plain = Flow(name='plain', description='d', input=Q, "
+        "steps=[Prompt(name='answer', user='{question}', temperature=0, max_tokens=16)])\n"
+    )
+    env = {"PROMPTLAB_OLLAMA_URL": ollama_url, "PROMPTLAB_VLLM_URL": vllm.chat}
+    settings = load_settings(REPO, env=env)
+    dev = create_backend(settings.profile("ollama"), REPO)
+    prod = create_backend(settings.profile("vllm"), REPO)
+
+    [plain] = asyncio.run(parity.check_templates(load_flow(str(flow_file)), dev, prod))
+    assert plain.status == "fail", plain
+    assert any("You are a helpful AI assistant named SmolLM" in e for e in plain.evidence)
+
+    bot = load_flow(str(REPO / "flows" / "support_bot.py"))
+    [support] = asyncio.run(parity.check_templates(bot, dev, prod))
+    assert support.status == "warn", support  # its prompt has a system message
+    assert "no system message" in support.summary
