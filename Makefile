@@ -27,6 +27,7 @@ bench: setup
 	.venv/bin/python benchmarks/cli_start.py
 	.venv/bin/python benchmarks/call_overhead.py
 	@echo "eval throughput needs a running vLLM: .venv/bin/python benchmarks/eval_throughput.py --url URL"
+	@echo "serving overhead needs a running vLLM: .venv/bin/python benchmarks/serve_overhead.py --url URL"
 
 clean:
 	rm -rf .promptlab .pytest_cache .mypy_cache .ruff_cache
