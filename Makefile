@@ -28,6 +28,7 @@ bench: setup
 	.venv/bin/python benchmarks/call_overhead.py
 	@echo "eval throughput needs a running vLLM: .venv/bin/python benchmarks/eval_throughput.py --url URL"
 	@echo "Ollama vs vLLM on a flow needs both servers: .venv/bin/promptlab bench flows/triage.py -b ollama -b vllm --concurrency 1,4,16 --requests 32"
+	@echo "serving overhead needs a running vLLM: .venv/bin/python benchmarks/serve_overhead.py --url URL"
 
 clean:
 	rm -rf .promptlab .pytest_cache .mypy_cache .ruff_cache

@@ -95,10 +95,15 @@ def require(path: Path) -> Path:
 
 
 def start_vllm(
-    model: Path, served_name: str, *, pooling: bool = False, max_model_len: int = 2048
+    model: Path,
+    served_name: str,
+    *,
+    pooling: bool = False,
+    max_model_len: int = 2048,
+    port: int | None = None,
 ) -> Server:
     """vLLM's OpenAI-compatible server on the CPU (its own virtualenv), started, not awaited."""
-    port = free_port()
+    port = port or free_port()
     cmd = [
         str(require(VLLM_PYTHON)),
         "-m",

@@ -40,7 +40,7 @@ def create_app(target: Target, config: ServeConfig, keys: APIKeys | None = None)
     keys = keys if keys is not None else APIKeys([])
     metrics = Metrics()
     tracer = Tracer(target.settings, config.trace_sample) if config.trace_sample > 0 else None
-    service = FlowService(target, config.timeout, tracer)
+    service = FlowService(target, config.timeout, tracer, pool=config.max_concurrency)
     created = int(time.time())
     models = models_body(target.flows, created)
 
@@ -52,6 +52,7 @@ def create_app(target: Target, config: ServeConfig, keys: APIKeys | None = None)
             extra={"flows": sorted(target.flows), "backend": target.backend.name},
         )
         yield
+        await service.aclose()
         if tracer is not None:
             await asyncio.to_thread(tracer.close)
 

@@ -149,6 +149,7 @@ class Guard:
 
     async def _pass(self, scope: Scope, receive: Receive, send: Send, info: RequestInfo) -> None:
         limit = self.max_body_bytes
+        rid = info.request_id.encode()
         seen = 0
         started = refused = False
 
@@ -172,6 +173,7 @@ class Guard:
             if message["type"] == "http.response.start":
                 started = True
                 info.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid)]
             await send(message)
 
         self.in_flight += 1
@@ -218,7 +220,7 @@ class Guard:
 async def _answer(send: Send, failure: Failure, info: RequestInfo) -> None:
     """Send ``failure`` as the whole response and note it in ``info``."""
     info.status, info.code, info.detail = failure.status, failure.code, failure.detail
-    headers = failure.headers()
+    headers = [*failure.headers(), (b"x-request-id", info.request_id.encode())]
     if failure.status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
     await send({"type": "http.response.start", "status": failure.status, "headers": headers})

@@ -164,7 +164,7 @@ async def test_logs_are_json_lines_without_secrets(tmp_path: Path) -> None:
     backend = FakeBackend(root=tmp_path, script=[ConnectionError(f"refused, key {KEY}")])
     try:
         async with client(make_app(backend, keys=[KEY])) as http:
-            await http.post(
+            reply = await http.post(
                 "/v1/chat/completions",
                 json=chat("chat", f"my key is {KEY}"),
                 headers={"Authorization": f"Bearer {KEY}", "X-Request-Id": "req-1"},
@@ -173,6 +173,7 @@ async def test_logs_are_json_lines_without_secrets(tmp_path: Path) -> None:
     finally:
         log.removeHandler(handler)
     assert len(keys) == 1
+    assert reply.headers["x-request-id"] == "req-1"
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert KEY not in stream.getvalue()
     request = next(line for line in lines if line["event"] == "request")
