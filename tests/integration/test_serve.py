@@ -11,12 +11,14 @@ import json
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import mlflow
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
@@ -163,9 +165,17 @@ def test_raw_http_typed_routes_auth_and_probes(served: Served) -> None:
 
 
 async def _load(
-    url: str, requests: int, concurrency: int, retry: bool, timeout: float = 120
+    url: str,
+    requests: int,
+    concurrency: int,
+    retry: bool,
+    timeout: float = 120,
+    answered: list[int] | None = None,
 ) -> list[tuple[int, str, int]]:
-    """(final status, content, retries) for each request; 429/503 retried when ``retry``."""
+    """(final status, content, retries) for each request; 429/503 retried when ``retry``.
+
+    ``answered`` gets the status of each request as it ends.
+    """
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency)
 
@@ -186,8 +196,14 @@ async def _load(
                     return 200, reply.json()["choices"][0]["message"]["content"], retries
                 return reply.status_code, reply.text, retries
 
+    async def counted(client: httpx.AsyncClient, i: int) -> tuple[int, str, int]:
+        result = await one(client, i)
+        if answered is not None:
+            answered.append(result[0])
+        return result
+
     async with httpx.AsyncClient(timeout=timeout, headers=auth(), limits=limits) as client:
-        return await asyncio.gather(*(one(client, i) for i in range(requests)))
+        return await asyncio.gather(*(counted(client, i) for i in range(requests)))
 
 
 def test_500_requests_at_concurrency_64_none_lost(served: Served) -> None:
@@ -203,23 +219,21 @@ def test_500_requests_at_concurrency_64_none_lost(served: Served) -> None:
 
 def test_vllm_killed_during_load_then_back(backend_env: dict[str, str]) -> None:
     port = free_port()
-    vllm = start_vllm(CHAT_HF, "smollm2-135m", port=port).wait_ready(
-        f"http://127.0.0.1:{port}/health", timeout=420
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    env = {**backend_env, "PROMPTLAB_VLLM_URL": url}
-    s = serve(env, "--timeout", "60", flows=(BRIEF,))
+    vllm = start_vllm(CHAT_HF, "smollm2-135m", port=port)
+    env = {**backend_env, "PROMPTLAB_VLLM_URL": f"http://127.0.0.1:{port}/v1"}
+    s: Served | None = None
     restarted: Server | None = None
     try:
+        vllm.wait_ready(vllm_health(vllm), timeout=420)
+        s = serve(env, "--timeout", "60", flows=(BRIEF,))
 
         async def killed_during_load() -> list[tuple[int, str, int]]:
-            load = asyncio.create_task(_load(s.url, 200, 16, retry=False, timeout=60))
-            async with httpx.AsyncClient(timeout=60, headers=auth()) as client:
-                body = {"model": "brief", "messages": [{"role": "user", "content": "hi"}]}
-                while (
-                    await client.post(f"{s.url}/v1/chat/completions", json=body)
-                ).status_code != 200:
-                    await asyncio.sleep(0.2)
+            answered: list[int] = []
+            load = asyncio.create_task(
+                _load(s.url, 200, 16, retry=False, timeout=60, answered=answered)
+            )
+            while answered.count(200) < 16 and not load.done():
+                await asyncio.sleep(0.05)
             os.killpg(vllm.proc.pid, signal.SIGKILL)
             return await load
 
@@ -229,7 +243,7 @@ def test_vllm_killed_during_load_then_back(backend_env: dict[str, str]) -> None:
         print(f"\nkilled during load: {statuses}")
         # Every request ended (a client timeout would be -1): answered, or a clear 503.
         assert set(statuses) <= {200, 503}, statuses
-        assert statuses[503] > 0
+        assert statuses[200] >= 16 and statuses[503] > 0
         failures = [json.loads(text)["error"] for status, text, _ in results if status == 503]
         assert {f["code"] for f in failures} <= {"backend_unreachable", "backend_error"}
         assert all("Traceback" not in text for _, text, _ in results)
@@ -250,26 +264,20 @@ def test_vllm_killed_during_load_then_back(backend_env: dict[str, str]) -> None:
         with httpx.Client(base_url=s.url, timeout=30) as http:
             assert http.get("/readyz").status_code == 200
     finally:
-        s.server.stop()
+        if s is not None:
+            s.server.stop()
         vllm.stop()
         if restarted is not None:
             restarted.stop()
 
 
-def test_serve_without_keys_says_auth_is_off(backend_env: dict[str, str]) -> None:
+def test_serve_without_keys_says_so_and_traces_to_mlflow(
+    backend_env: dict[str, str], tracking_uri: str
+) -> None:
     env = {k: v for k, v in backend_env.items() if k != "PROMPTLAB_API_KEYS"}
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "promptlab",
-        "serve",
-        BRIEF,
-        "--backend",
-        "vllm",
-        "--port",
-        str(port),
-    ]
+    cmd = [sys.executable, "-m", "promptlab", "serve", BRIEF, "--backend", "vllm"]
+    cmd += ["--port", str(port), "--trace-sample", "1"]
     server = Server("promptlab-serve-open", cmd, f"http://127.0.0.1:{port}", env)
     try:
         server.wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=60)
@@ -278,11 +286,24 @@ def test_serve_without_keys_says_auth_is_off(backend_env: dict[str, str]) -> Non
             json={"model": "brief", "messages": [{"role": "user", "content": "hi"}]},
             timeout=120,
         )
-        log = server.output()
+        for _ in range(100):  # the request's log line follows its response
+            log = server.output()
+            if '"event": "request"' in log:
+                break
+            time.sleep(0.1)
     finally:
-        server.stop()
+        server.stop()  # SIGTERM: the queued trace is written before the process ends
     assert reply.status_code == 200
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert any("authentication is off" in line["event"] for line in lines)
     request = next(line for line in lines if line["event"] == "request")
     assert request["status"] == 200 and request["flow"] == "brief"
+
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = mlflow.get_experiment_by_name("promptlab")
+    assert experiment is not None
+    traces = mlflow.MlflowClient().search_traces(locations=[experiment.experiment_id])
+    served = [t for t in traces if t.info.tags.get("promptlab.flow") == "brief"]
+    assert served, "no trace of the served request"
+    assert served[0].info.tags["promptlab.backend"] == "vllm"
+    assert {s.span_type for s in served[0].data.spans} == {"CHAIN", "CHAT_MODEL"}
