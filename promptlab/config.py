@@ -201,7 +201,8 @@ def _builtin_profiles() -> dict[str, dict[str, Any]]:
     }
 
 
-def _env_name(name: str) -> str:
+def env_name(name: str) -> str:
+    """A profile or model name as it is spelled in environment variables."""
     return name.upper().replace("-", "_")
 
 
@@ -263,11 +264,11 @@ def load_settings(
             profile["url"] = _ollama_url(env["OLLAMA_HOST"])
         if profile["kind"] == "openai" and env.get("OPENAI_BASE_URL"):
             profile["url"] = env["OPENAI_BASE_URL"]
-        prefix = f"PROMPTLAB_{_env_name(name)}_"
+        prefix = f"PROMPTLAB_{env_name(name)}_"
         if env.get(f"{prefix}URL"):
             profile["url"] = env[f"{prefix}URL"]
         for logical, spec in dict(profile.get("models", {})).items():
-            model_url = env.get(f"{prefix}{_env_name(logical)}_URL")
+            model_url = env.get(f"{prefix}{env_name(logical)}_URL")
             if model_url:
                 spec = {"name": spec} if isinstance(spec, str) else dict(spec)
                 profile.setdefault("models", {})[logical] = {**spec, "url": model_url}

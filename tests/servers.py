@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
+import shutil
 import subprocess
 import tempfile
 import time
@@ -15,19 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from promptlab.promote.launch import free_port, stop_group
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / ".cache" / "models"
 CHAT_GGUF = MODELS / "smollm2-135m-instruct-q4_1.gguf"
 CHAT_HF = MODELS / "smollm2-135m-instruct"
 EMBED_DIR = MODELS / "all-minilm-l6-v2"
 VLLM_PYTHON = REPO / ".cache" / "vllm-venv" / "bin" / "python"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -73,18 +66,17 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM the whole process group, SIGKILL what is left after 20 s."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # children that outlived their parent
+        stop_group(self.proc)
         self.log.close()
+
+
+def copy_project(folder: Path) -> Path:
+    """A copy of the repository's flows, suites and config; models stay in the repository."""
+    for name in ("flows", "evals"):
+        shutil.copytree(REPO / name, folder / name)
+    text = (REPO / "promptlab.toml").read_text().replace('".cache/', f'"{REPO}/.cache/')
+    (folder / "promptlab.toml").write_text(text)
+    return folder
 
 
 def require(path: Path) -> Path:

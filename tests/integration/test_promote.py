@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -16,23 +15,14 @@ from promptlab.config import load_settings
 from promptlab.promote import parity
 from promptlab.runtime.loader import load_flow
 from tests.integration.conftest import CLI, VLLM
-from tests.servers import REPO
+from tests.servers import REPO, copy_project
 
 pytestmark = pytest.mark.integration
 
 
-def make_project(folder: Path) -> Path:
-    """A copy of the repository's flows, suites and config; models stay in the repository."""
-    for name in ("flows", "evals"):
-        shutil.copytree(REPO / name, folder / name)
-    text = (REPO / "promptlab.toml").read_text().replace('".cache/', f'"{REPO}/.cache/')
-    (folder / "promptlab.toml").write_text(text)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_project(tmp_path_factory.mktemp("promote"))
+    return copy_project(tmp_path_factory.mktemp("promote"))
 
 
 def test_support_bot_promotes_and_verifies(
@@ -99,7 +89,7 @@ def test_support_bot_promotes_and_verifies(
 def test_a_mismatched_chat_template_is_refused_and_nothing_registered(
     promptlab_cli: CLI, tmp_path: Path, tracking_uri: str
 ) -> None:
-    project = make_project(tmp_path)
+    project = copy_project(tmp_path)
     (project / "llama2.jinja").write_text(
         "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from promptlab.config import env_name
 from promptlab.errors import UserError
 from promptlab.promote.lock import LOCK_NAME, Lock, VllmArgs
 
@@ -35,11 +36,6 @@ def dns_label(text: str) -> str:
     if not name[:1].isalpha():
         name = f"x-{name}"
     return name[:63].rstrip("-")
-
-
-def env_name(name: str) -> str:
-    """A profile or model name as promptlab's config spells it in environment variables."""
-    return name.upper().replace("-", "_")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from promptlab.config import env_name
 from promptlab.promote.deploy.compose import SECRETS_FILE
 from promptlab.promote.deploy.k8s import models_claim, templates_config_map
 from promptlab.promote.deploy.plan import (
@@ -9,7 +10,6 @@ from promptlab.promote.deploy.plan import (
     SECRET_FLOW_KEYS,
     SECRET_VLLM_KEY,
     Plan,
-    env_name,
 )
 
 

@@ -1,5 +1,4 @@
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -9,18 +8,12 @@ from promptlab.errors import UserError
 from promptlab.eval.suite import load_suite
 from promptlab.promote.lock import build_lock, read_lock, verify, write_lock
 from promptlab.runtime.loader import load_flow
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.servers import copy_project
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of the repository's flows, suites and config (models stay where they are)."""
-    for name in ("flows", "evals"):
-        shutil.copytree(REPO / name, tmp_path / name)
-    text = (REPO / "promptlab.toml").read_text().replace(".cache/", f"{REPO}/.cache/")
-    (tmp_path / "promptlab.toml").write_text(text)
-    return tmp_path
+    return copy_project(tmp_path)
 
 
 def _lock(project: Path):  # type: ignore[no-untyped-def]
