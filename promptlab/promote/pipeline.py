@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -114,7 +115,8 @@ def _baseline(
     mlflow = _mlflow()
     experiment = open_store(settings)
     flow_hash = file_hash(Path(suite.flow_ref.partition("@")[0]))
-    cases = len(suite.cases()) if options.limit is None else min(options.limit, len(suite.cases()))
+    total = len(suite.cases())
+    cases = total if options.limit is None else min(options.limit, total)
     found = mlflow.search_runs(
         experiment_ids=[experiment],
         filter_string=(
@@ -167,7 +169,7 @@ def _prod_servers(flow: Flow, settings: Settings, request: Request, say: Say) ->
             print(f"\r{line}", end="" if waiting else "\n", file=sys.stderr, flush=True)
         elif elapsed - shown["at"] >= 15 or not waiting:
             shown["at"] = elapsed
-            _say(line)
+            say(line)
 
     with launched(servers, settings.promote.launch, settings.root, on_wait) as urls:
         models: dict[str, Any] = {}
@@ -210,8 +212,6 @@ async def _freeze(
 
 def _prod_template(settings: Settings, logical: str) -> str:
     """The chat template prod applies: the pinned file, or the one shipped with the weights."""
-    import json
-
     served = settings.promote.served(logical)
     if served.chat_template:
         return (settings.root / served.chat_template).read_text()
