@@ -83,12 +83,13 @@ def test_triage_structured_output(promptlab_cli: CLI, backend: str) -> None:
     assert result["usage"]["calls"] == 1
 
 
-def test_list_shows_both_examples(promptlab_cli: CLI) -> None:
+def test_list_shows_every_example(promptlab_cli: CLI) -> None:
     out = promptlab_cli("list", "flows", "--json")
     assert out.returncode == 0, out.stderr
     names = {f["name"]: f for f in json.loads(out.stdout)["flows"]}
-    assert set(names) == {"support_bot", "triage"}
+    assert set(names) == {"chat", "support_bot", "triage"}
     assert names["support_bot"]["steps"] == ["retriever:articles", "agent:reply"]
+    assert names["chat"]["steps"] == ["prompt:reply"]
 
 
 def test_backends_reports_every_server_up(promptlab_cli: CLI) -> None:
