@@ -26,13 +26,15 @@ VLLM_PYTHON = REPO / ".cache" / "vllm-venv" / "bin" / "python"
 class Server:
     """A server process started in its own process group, with its output in a temp file."""
 
-    def __init__(self, name: str, cmd: Sequence[str], url: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, cmd: Sequence[str], url: str, env: dict[str, str], cwd: Path = REPO
+    ) -> None:
         self.name = name
         self.url = url
         self.log: IO[bytes] = tempfile.TemporaryFile(prefix=f"{name}-")  # noqa: SIM115
         self.proc = subprocess.Popen(
             list(cmd),
-            cwd=REPO,
+            cwd=cwd,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **env},

@@ -55,9 +55,10 @@ def promote_command(args: argparse.Namespace) -> int:
 def verify_command(args: argparse.Namespace) -> int:
     """Exit 0 when the working tree matches the lock, 1 on drift."""
     from promptlab.promote.lock import read_lock, verify
+    from promptlab.promote.registry import pin_refs
 
     settings = load_settings()
-    lock = read_lock(Path(args.lock))
+    lock = read_lock(Path(pin_refs([args.lock])[0]))
     suite = load_suite(settings.root / lock.suite_file)
     flow = load_flow(suite.flow_ref)
     drift, checked = verify(lock, flow, suite, settings)

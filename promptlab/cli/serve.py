@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging.config
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from promptlab.errors import ConfigError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from promptlab.serve.config import ServeConfig
+    from promptlab.serve.guard import APIKeys
+    from promptlab.serve.target import Target
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -21,14 +28,16 @@ def serve_command(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from promptlab.errors import first_problem
+    from promptlab.promote.registry import pin_refs
     from promptlab.serve.config import ServeConfig
     from promptlab.serve.guard import KEYS_ENV, load_api_keys
+    from promptlab.serve.launch import launched_backend
     from promptlab.serve.logs import log, log_config
     from promptlab.serve.target import resolve_target
 
     try:
         config = ServeConfig(
-            flows=tuple(args.flows),
+            flows=pin_refs(args.flows),
             backend=args.backend,
             url=args.url,
             model=tuple(args.model),
@@ -46,28 +55,41 @@ def serve_command(args: argparse.Namespace) -> int:
         field, message = first_problem(exc)
         flag = "--" + field.replace("_", "-")
         raise ConfigError(f"{flag}: {message}: fix the flag") from None
-    target = resolve_target(config.flows, config.backend_options)
+    if args.launch and config.url:
+        raise ConfigError("--launch starts the backend and --url points at one: give one of them")
     keys = load_api_keys(config.api_key_file)
     logging_config = log_config(config.log_level)
     logging.config.dictConfig(logging_config)
-    log.info(
-        "starting",
-        extra={
-            "flows": sorted(target.flows),
-            "backend": target.backend.name,
-            "backend_url": target.backend.url(),
-            "url": f"http://{config.host}:{config.port}",
-            "workers": config.workers,
-            "max_concurrency_per_worker": config.max_concurrency,
-            "timeout_s": config.timeout,
-            "trace_sample": config.trace_sample,
-            "auth": f"on ({len(keys)} keys)" if len(keys) else "off",
-        },
-    )
-    if not len(keys):
-        log.warning(
-            f"authentication is off: no API keys configured (set {KEYS_ENV} or --api-key-file)"
+    backend = launched_backend(config.flows) if args.launch else contextlib.nullcontext()
+    with backend:
+        target = resolve_target(config.flows, config.backend_options)
+        log.info(
+            "starting",
+            extra={
+                "flows": sorted(target.flows),
+                "locked": {name: lock.version for name, lock in target.locks.items()},
+                "backend": target.backend.name,
+                "backend_url": target.backend.url(),
+                "url": f"http://{config.host}:{config.port}",
+                "workers": config.workers,
+                "max_concurrency_per_worker": config.max_concurrency,
+                "timeout_s": config.timeout,
+                "trace_sample": config.trace_sample,
+                "auth": f"on ({len(keys)} keys)" if len(keys) else "off",
+            },
         )
+        if not len(keys):
+            log.warning(
+                f"authentication is off: no API keys configured (set {KEYS_ENV} or --api-key-file)"
+            )
+        _run(uvicorn, target, config, keys, logging_config)
+    return 0
+
+
+def _run(
+    uvicorn: Any, target: Target, config: ServeConfig, keys: APIKeys, logging_config: Any
+) -> None:
+    """Run uvicorn: one app in process, or worker processes that build theirs from the env."""
     common = {
         "host": config.host,
         "port": config.port,
@@ -79,18 +101,13 @@ def serve_command(args: argparse.Namespace) -> int:
     if config.workers == 1:
         from promptlab.serve.app import create_app
 
-        uvicorn.run(create_app(target, config, keys), **common)  # type: ignore[arg-type]
-        return 0
+        uvicorn.run(create_app(target, config, keys), **common)
+        return
     metrics_dir = tempfile.mkdtemp(prefix="promptlab-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     config.to_env()
     try:
-        uvicorn.run(
-            "promptlab.serve.app:worker_app",
-            factory=True,
-            workers=config.workers,
-            **common,  # type: ignore[arg-type]
-        )
+        app = "promptlab.serve.app:worker_app"
+        uvicorn.run(app, factory=True, workers=config.workers, **common)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from promptlab.config import Settings
+from promptlab.config import Settings, load_settings
 from promptlab.errors import UserError
 from promptlab.promote.lock import LOCK_NAME, Lock
 from promptlab.tracking.traces import _mlflow, open_store
@@ -108,3 +109,30 @@ def resolve(settings: Settings, flow: str, alias: str) -> tuple[int, Path]:
                 item.rename(target / item.name)
             nested.rmdir()
     return version, target / LOCK_NAME
+
+
+def ref_kind(ref: str) -> Literal["file", "lock", "registry"]:
+    """Whether ``ref`` names a flow file, a lock file (or its folder), or a registered flow."""
+    path = Path(ref)
+    if path.suffix == ".json" or (path / LOCK_NAME).is_file():
+        return "lock"
+    head = ref.rpartition("@")[0] or ref
+    if head.endswith(".py") or "/" in ref or path.exists():
+        return "file"
+    return "registry"
+
+
+def pin_refs(refs: Sequence[str]) -> tuple[str, ...]:
+    """``refs`` with each registered flow replaced by the lock its alias points at now.
+
+    ``promptlab serve`` pins once, before it starts workers, so that every worker serves one
+    version even if the alias moves meanwhile.
+    """
+    return tuple(_pin(ref) if ref_kind(ref) == "registry" else ref for ref in refs)
+
+
+def _pin(ref: str) -> str:
+    name, _, alias = ref.partition("@")
+    settings = load_settings()
+    _, lock_path = resolve(settings, name, alias or settings.promote.alias)
+    return str(lock_path)

@@ -1,18 +1,31 @@
-"""What to serve: the flows a ``promptlab serve`` command names, and the backend they run on."""
+"""What to serve: the flows a ``promptlab serve`` command names, and the backend they run on.
+
+A flow is named three ways: a flow file (``flows/chat.py[@name]``), a promoted lock
+(``deploy/<flow>/<version>/promptlab.lock.json``), or a registered flow (``NAME[@alias]``,
+``staging`` by default), which is resolved to its lock in MLflow's registry. A locked flow is
+served only while its source, prompts and corpus still match the lock, and only on the backend
+and models it was proven on.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from promptlab.backends import create_backend
 from promptlab.backends.base import Backend
 from promptlab.cli.common import settings_for
-from promptlab.config import Settings
+from promptlab.config import Settings, load_settings
 from promptlab.declare.flow import Flow
-from promptlab.errors import FlowLoadError
+from promptlab.errors import ConfigError, FlowLoadError
+from promptlab.promote.lock import Lock, read_lock, verify
+from promptlab.promote.registry import pin_refs, ref_kind
 from promptlab.runtime.loader import load_flow
+
+# The locked hashes a served flow's behaviour depends on (model weights are vLLM's side).
+SERVED_HASHES = ("flow.", "prompt.", "retriever.")
 
 
 @dataclass(frozen=True)
@@ -31,17 +44,24 @@ class Target:
     flows: dict[str, Flow]
     backend: Backend
     settings: Settings
+    locks: dict[str, Lock] = field(default_factory=dict)
 
 
 def resolve_target(refs: Sequence[str], options: BackendOptions) -> Target:
-    """The flows that ``refs`` name (``path/to/file.py[@name]``) on the backend ``options`` pick.
+    """The flows that ``refs`` name, on the backend ``options`` pick.
 
     The backend profile comes from the project of the first flow (its promptlab.toml), as
-    for ``promptlab run``. Two flows with one name cannot be served side by side.
+    for ``promptlab run``; a locked flow's default is the backend it was promoted to. Two
+    flows with one name cannot be served side by side.
     """
     flows: dict[str, Flow] = {}
-    for ref in refs:
-        flow = load_flow(ref)
+    locks: dict[str, Lock] = {}
+    for ref in pin_refs(refs):
+        if ref_kind(ref) == "lock":
+            flow, lock = locked_flow(Path(ref))
+            locks[flow.name] = lock
+        else:
+            flow = load_flow(ref)
         if flow.name in flows:
             raise FlowLoadError(
                 f"two flows are called '{flow.name}' ({ref} and an earlier one): serve one of "
@@ -51,7 +71,54 @@ def resolve_target(refs: Sequence[str], options: BackendOptions) -> Target:
     if not flows:
         raise FlowLoadError("nothing to serve: name a flow, e.g. `promptlab serve flows/chat.py`")
     first = next(iter(flows.values()))
-    args = argparse.Namespace(backend=options.backend, url=options.url, model=list(options.model))
+    backend_name = _backend_name(options.backend, locks)
+    args = argparse.Namespace(backend=backend_name, url=options.url, model=list(options.model))
     settings = settings_for(args, first.base_dir)
-    backend = create_backend(settings.profile(options.backend), settings.root)
-    return Target(flows=flows, backend=backend, settings=settings)
+    profile = settings.profile(backend_name)
+    for lock in locks.values():
+        for logical, pair in lock.models.items():
+            served = profile.model(logical).label
+            if served != pair.prod.served_model_name:
+                raise ConfigError(
+                    f"{lock.flow} {lock.version} was proven on {logical} = "
+                    f"'{pair.prod.served_model_name}', but profile '{profile.name}' serves "
+                    f"'{served}': drop the --model override, or promote the flow again"
+                )
+    backend = create_backend(profile, settings.root)
+    return Target(flows=flows, backend=backend, settings=settings, locks=locks)
+
+
+def locked_flow(path: Path) -> tuple[Flow, Lock]:
+    """The flow a promoted lock froze, refused if its source, prompts or corpus drifted."""
+    from promptlab.eval.suite import load_suite
+
+    lock = read_lock(path)
+    settings = load_settings(path.resolve().parent)
+    suite = load_suite(settings.root / lock.suite_file)
+    flow = load_flow(f"{settings.root / lock.flow_file}@{lock.flow}")
+    drift, _ = verify(lock, flow, suite, settings)
+    changed = [d.key for d in drift if d.key.startswith(SERVED_HASHES)]
+    if changed:
+        raise FlowLoadError(
+            f"{lock.flow_file} no longer matches {lock.flow} {lock.version} "
+            f"({', '.join(changed)}): revert the change, or promote again and serve the new lock"
+        )
+    return flow, lock
+
+
+def _backend_name(asked: str | None, locks: dict[str, Lock]) -> str | None:
+    proven = {lock.prod_backend for lock in locks.values()}
+    if len(proven) > 1:
+        raise ConfigError(
+            f"the locks were promoted to different backends ({', '.join(sorted(proven))}): "
+            "serve each in its own `promptlab serve`"
+        )
+    if not proven:
+        return asked
+    (backend,) = proven
+    if asked is not None and asked != backend:
+        raise ConfigError(
+            f"the lock was promoted to backend '{backend}', not '{asked}': drop --backend "
+            "(point --url at another server of the same kind if you need to), or promote again"
+        )
+    return backend

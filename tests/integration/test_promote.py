@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import mlflow
+import openai
 import pytest
 import yaml
 from kubernetes_validate import validate
@@ -15,7 +17,7 @@ from promptlab.config import load_settings
 from promptlab.promote import parity
 from promptlab.runtime.loader import load_flow
 from tests.integration.conftest import CLI, VLLM
-from tests.servers import REPO, copy_project
+from tests.servers import REPO, Server, copy_project, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +86,31 @@ def test_support_bot_promotes_and_verifies(
     assert drifted.returncode == 1
     assert "prompt.support_reply.text" in drifted.stdout
     assert drifted.stderr.count("\n") == 1 and "promote again" in drifted.stderr
+
+
+def test_the_registered_flow_serves_on_the_vllm_it_pins(
+    project: Path, backend_env: dict[str, str]
+) -> None:
+    """`promptlab serve support_bot --launch`: the alias resolved in MLflow, the lock's vLLM
+    servers started, one request through the openai SDK (after the promotion above)."""
+    env = {k: v for k, v in backend_env.items() if not k.startswith("PROMPTLAB_VLLM")}
+    port = free_port()
+    cmd = [sys.executable, "-m", "promptlab", "serve", "support_bot", "--launch"]
+    url = f"http://127.0.0.1:{port}"
+    server = Server("serve-support-bot", [*cmd, "--port", str(port)], url, env, cwd=project)
+    try:
+        server.wait_ready(f"{url}/readyz", timeout=420)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        assert [m.id for m in client.models.list().data] == ["support_bot"]
+        question = "Where is my order NH-10006?"
+        reply = client.chat.completions.create(
+            model="support_bot", messages=[{"role": "user", "content": question}]
+        )
+        assert reply.choices[0].message.content
+        started = server.output()
+    finally:
+        server.stop()
+    assert '"locked": {"support_bot": ' in started and "launching vLLM" in started
 
 
 def test_a_mismatched_chat_template_is_refused_and_nothing_registered(
