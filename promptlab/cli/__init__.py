@@ -13,6 +13,17 @@ from promptlab.errors import PromptlabError, one_line
 Handler = Callable[[argparse.Namespace], int]
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend", "-b", help="backend profile (default: the project's default_backend)"
@@ -73,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("targets", nargs="*", metavar="SUITE|FLOW", help="suite files or flow files")
     _add_backend_flags(ev)
     ev.add_argument("--stage", choices=["dev", "prod"], default="dev", help="which gates to check")
-    ev.add_argument("--repeats", type=int, help="runs per case (pass@k, pass^k)")
-    ev.add_argument("--concurrency", type=int, help="cases in flight (default: per backend kind)")
-    ev.add_argument("--limit", type=int, help="only the first N cases")
+    ev.add_argument("--repeats", type=positive, help="runs per case (pass@k, pass^k)")
+    ev.add_argument(
+        "--concurrency", type=positive, help="cases in flight (default: per backend kind)"
+    )
+    ev.add_argument("--limit", type=positive, help="only the first N cases")
     ev.add_argument("--tag", action="append", default=[], help="only cases with this tag")
     ev.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run")
     ev.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -98,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--launch", action="store_true", help="start vLLM from the lock's pinned arguments"
     )
     pro.add_argument("--alias", help="registry alias to move (default: [promote] alias, staging)")
-    pro.add_argument("--limit", type=int, help="only the suite's first N cases")
+    pro.add_argument("--limit", type=positive, help="only the suite's first N cases")
     pro.add_argument(
         "--rollback", action="store_true", help="move the alias back to the previous version"
     )
@@ -108,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="check that the working tree still matches a promotion lock",
         description="Recompute every hash of LOCK that needs no server; exit 1 on drift.",
     )
-    ver.add_argument("lock", metavar="LOCK", help="deploy/<flow>/<version>/promptlab.lock.json")
+    ver.add_argument(
+        "lock",
+        metavar="LOCK",
+        help="deploy/<flow>/<version>/promptlab.lock.json, or a registered flow NAME[@alias]",
+    )
     ver.add_argument("--json", action="store_true", help="print JSON")
 
     lst = sub.add_parser("list", help="list the flows in a file or folder")
@@ -134,8 +151,21 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(OpenAPI at /docs), /healthz, /readyz, /metrics. API keys come from "
         "$PROMPTLAB_API_KEYS (comma-separated) and --api-key-file; with none, auth is off.",
     )
-    serve.add_argument("flows", nargs="+", metavar="FLOW", help="path/to/file.py[@name]")
+    serve.add_argument(
+        "flows",
+        nargs="+",
+        metavar="FLOW",
+        help="a flow file (path/to/file.py[@name]), a promoted lock "
+        "(deploy/FLOW/VERSION/promptlab.lock.json), or a registered flow (NAME[@alias], "
+        "default alias: [promote] alias, 'staging')",
+    )
     _add_backend_flags(serve)
+    serve.add_argument(
+        "--launch",
+        action="store_true",
+        help="start the vLLM servers a promoted lock pins (as `promote --launch` does) and "
+        "stop them on exit",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")

@@ -201,8 +201,12 @@ class Suite(BaseModel):
         return cases
 
     def fingerprint(self) -> str:
-        """Content hash of the suite and its cases (what the results depend on)."""
-        digest = hashlib.sha256(self.model_dump_json(exclude={"path"}).encode())
+        """Content hash of the suite and its cases: what the results and gate verdicts depend on.
+
+        Promotion margins are left out: tuning them needs no new dev baseline (the lock keeps
+        them under their own hash).
+        """
+        digest = hashlib.sha256(self.model_dump_json(exclude={"path", "margins"}).encode())
         for case in self.cases():
             digest.update(case.model_dump_json().encode())
         return digest.hexdigest()

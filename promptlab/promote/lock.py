@@ -147,6 +147,7 @@ def offline_hashes(flow: Flow, suite: Suite, settings: Settings) -> dict[str, st
         "flow.source": sha256_file(flow_file),
         "suite": suite.fingerprint(),
         "suite.gates": sha256_text(_canonical(_gates(suite))),
+        "suite.margins": sha256_text(_canonical(suite.margins)),
     }
     for prompt in flow.prompts:
         out[f"prompt.{prompt.name}.text"] = sha256_text(_canonical(prompt.templates))

@@ -16,6 +16,8 @@ _opened: dict[str, str] = {}
 
 def _mlflow() -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+    # promptlab prints its own progress; MLflow's download bars would interleave with it.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         import mlflow
     except ImportError as exc:

@@ -409,3 +409,13 @@ def test_starting_the_cli_imports_nothing_heavy(code: str) -> None:
         cwd=ROOT,
     )
     assert out.stdout.strip().splitlines()[-1] == "HEAVY:"
+
+
+@pytest.mark.parametrize("flag", ["--limit", "--repeats", "--concurrency"])
+def test_counts_below_one_are_refused_by_the_parser(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["eval", "evals/triage.yaml", flag, "0"])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: '0' is not a whole number of at least 1" in capsys.readouterr().err

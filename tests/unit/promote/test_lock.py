@@ -99,3 +99,14 @@ def test_a_changed_article_or_gate_is_drift(project: Path) -> None:
     keys = {d.key for d in drift}
     assert {"retriever.articles.corpus", "retriever.articles.index.prod", "suite.gates"} <= keys
     assert json.loads(drift[0].model_dump_json())["locked"] != "missing"
+
+
+def test_a_changed_margin_is_drift_but_keeps_the_dev_baseline(project: Path) -> None:
+    lock, *_ = _lock(project)
+    suite_file = project / "evals" / "support_bot.yaml"
+    before = load_suite(suite_file).fingerprint()
+    suite_file.write_text(suite_file.read_text() + "margins: {default: 0.05}\n")
+    suite = load_suite(suite_file)
+    assert suite.fingerprint() == before  # the dev eval that passed still counts
+    drift, _ = verify(lock, load_flow(suite.flow_ref), suite, load_settings(project, env={}))
+    assert [d.key for d in drift] == ["suite.margins"]
