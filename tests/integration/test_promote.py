@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -111,6 +113,51 @@ def test_the_registered_flow_serves_on_the_vllm_it_pins(
     finally:
         server.stop()
     assert '"locked": {"support_bot": ' in started and "launching vLLM" in started
+
+
+def test_the_flow_server_image_starts_from_its_dockerfile(
+    project: Path, vllm: VLLM, tmp_path: Path
+) -> None:
+    """The generated Dockerfile's files and CMD, and the compose file's environment, laid out
+    as the image would hold them (no model weights, no .cache) in front of real vLLM."""
+    (folder,) = (project / "deploy" / "support_bot").iterdir()
+    app = tmp_path / "app"
+    lines = (folder / "Dockerfile").read_text().splitlines()
+    for line in lines:
+        if line.startswith("COPY ") and not line.startswith(("COPY pyproject", "COPY promptlab/")):
+            source, target = line.split()[1:3]
+            destination = app / target if target != "./" else app / Path(source).name
+            if (project / source).is_dir():
+                shutil.copytree(project / source, destination)
+            else:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(project / source, destination)
+    config = app / "promptlab.toml"  # as in the repository: weights under .cache, not in the image
+    config.write_text(config.read_text().replace(f'"{REPO}/.cache/', '".cache/'))
+    cmd = json.loads(lines[-1].removeprefix("CMD "))
+    assert cmd[:2] == ["promptlab", "serve"] and (app / cmd[2]).is_file()
+    compose = yaml.safe_load((folder / "docker-compose.yaml").read_text())
+    env = {}
+    for name, value in compose["services"]["flow"]["environment"].items():
+        if name.endswith("_URL") and name != "PROMPTLAB_TRACKING_URI":
+            value = vllm.embed if "EMBED" in name else vllm.chat
+        env[name] = value
+    env |= {"PROMPTLAB_API_KEYS": "sk-image", "VLLM_API_KEY": "unused"}
+    env |= {"PROMPTLAB_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    port = free_port()
+    argv = [sys.executable, "-m", *cmd[:-4], "--host", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    server = Server("flow-image", argv, url, env, cwd=app)
+    try:
+        server.wait_ready(f"{url}/readyz", timeout=180)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-image", max_retries=0)
+        reply = client.chat.completions.create(
+            model="support_bot",
+            messages=[{"role": "user", "content": "My kettle shows error E3, what does it mean?"}],
+        )
+        assert json.loads(reply.choices[0].message.content or "")["answer"]
+    finally:
+        server.stop()
 
 
 def test_a_mismatched_chat_template_is_refused_and_nothing_registered(

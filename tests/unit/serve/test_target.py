@@ -85,10 +85,13 @@ def test_another_backend_or_model_is_refused(project: Path) -> None:
         resolve_target([str(lock_path)], BackendOptions(model=("chat=qwen3",)))
 
 
-def test_a_registered_flow_resolves_through_its_alias(project: Path) -> None:
+def test_a_registered_flow_resolves_through_its_alias_and_rolls_back(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import mlflow
 
-    from promptlab.promote.registry import log_bundle, register, rollback
+    from promptlab.cli import main
+    from promptlab.promote.registry import log_bundle, register
     from promptlab.tracking import open_store
 
     settings = load_settings(project, env={})
@@ -106,10 +109,14 @@ def test_a_registered_flow_resolves_through_its_alias(project: Path) -> None:
     target = resolve_target(["support_bot@staging"], BackendOptions())
     assert target.locks["support_bot"].version == versions[1]
 
-    assert rollback(settings, "support_bot", "staging") == (2, 1)
+    capsys.readouterr()
+    assert main(["promote", "--rollback", "support_bot"]) == 0
+    assert capsys.readouterr().out == "promptlab.support_bot@staging: version 2 -> 1\n"
     assert (
         resolve_target(["support_bot"], BackendOptions()).locks["support_bot"].version
         == (versions[0])
     )
     with pytest.raises(UserError, match=r"promptlab\.support_bot@production"):
         pin_refs(["support_bot@production"])
+    assert main(["promote", "--rollback", "support_bot"]) == 2  # version 1 was the first
+    assert "nothing to roll back to" in capsys.readouterr().err
