@@ -37,7 +37,7 @@ PY
 }
 free_port() { python -c "from promptlab.promote.launch import free_port; print(free_port())"; }
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done; true; }
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }; done; true; }
 trap cleanup EXIT
 
 step promptlab list flows
@@ -62,7 +62,7 @@ for backend in ollama vllm; do
     if reachable "$backend"; then
         step promptlab run flows/support_bot.py --backend "$backend" -i question="Where is my order NH-10006?"
     else
-        printf '\n(%s is not reachable: skipped; start it and run `make demo` again)\n' "$backend"
+        printf '\n(no %s server is running: skipped here; the promotion below launches its own)\n' "$backend"
     fi
 done
 
