@@ -142,5 +142,8 @@ def launched(
                 time.sleep(0.5)
         yield {s.args.logical: s.url for s in started}
     finally:
+        for server in started:  # every server at once, then wait for each
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(server.proc.pid, signal.SIGTERM)
         for server in started:
             server.stop()

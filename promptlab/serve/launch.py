@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 
 from promptlab.config import env_name, load_settings
 from promptlab.errors import ConfigError
@@ -43,7 +45,11 @@ def launched_backend(refs: Sequence[str]) -> Iterator[None]:
             shown["at"] = elapsed
             log.info("vLLM starting", extra={"elapsed_s": round(elapsed), "waiting": waiting})
 
-    with launched(list(servers.values()), settings.promote.launch, settings.root, on_wait) as urls:
+    launch = settings.promote.launch
+    with (
+        _terminate_as_exit(),
+        launched(list(servers.values()), launch, settings.root, on_wait) as urls,
+    ):
         prefix = f"PROMPTLAB_{env_name(locks[0].prod_backend)}"
         chat, *_ = urls
         env = {f"{prefix}_URL": urls[chat]}
@@ -58,3 +64,21 @@ def launched_backend(refs: Sequence[str]) -> Iterator[None]:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit meanwhile, so that the vLLM servers stop with this process.
+
+    uvicorn shuts down on SIGTERM and then raises the signal again; under the default handler
+    the process would end right there, leaving the servers it started running.
+    """
+
+    def exit_now(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import sys
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -111,8 +112,12 @@ def test_the_registered_flow_serves_on_the_vllm_it_pins(
         assert reply.choices[0].message.content
         started = server.output()
     finally:
-        server.stop()
+        server.stop()  # SIGTERM: the server drains, then stops the vLLM servers it started
     assert '"locked": {"support_bot": ' in started and "launching vLLM" in started
+    (start_line,) = [line for line in started.splitlines() if '"event": "starting"' in line]
+    vllm_health = json.loads(start_line)["backend_url"].removesuffix("/v1") + "/health"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(vllm_health, timeout=2)
 
 
 def test_the_flow_server_image_starts_from_its_dockerfile(
