@@ -21,6 +21,7 @@ from promptlab.config import Promotion, Settings
 from promptlab.declare.flow import Flow
 from promptlab.errors import UserError
 from promptlab.eval.suite import Suite
+from promptlab.tracking.evals import file_hash
 
 LOCK_NAME = "promptlab.lock.json"
 PACKAGES = ("promptlab", "pydantic", "langchain-core", "langchain-openai", "langchain-ollama")
@@ -118,20 +119,11 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    """sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sha256_tree(folder: Path) -> str:
     """sha256 over a folder's files: their relative names and contents, in sorted order."""
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(f"\0{path.relative_to(folder).as_posix()}\0{sha256_file(path)}".encode())
+        digest.update(f"\0{path.relative_to(folder).as_posix()}\0{file_hash(path)}".encode())
     return digest.hexdigest()
 
 
@@ -141,10 +133,14 @@ def _canonical(value: Any) -> str:
 
 def offline_hashes(flow: Flow, suite: Suite, settings: Settings) -> dict[str, str]:
     """Every hash computable from the working tree alone (what ``verify`` rechecks)."""
-    root = settings.root
+    return source_hashes(flow, suite, settings) | model_hashes(flow, settings)
+
+
+def source_hashes(flow: Flow, suite: Suite, settings: Settings) -> dict[str, str]:
+    """The flow's source, prompts and corpus, and the suite: cheap to hash."""
     flow_file = Path(suite.flow_ref.partition("@")[0])
     out = {
-        "flow.source": sha256_file(flow_file),
+        "flow.source": file_hash(flow_file),
         "suite": suite.fingerprint(),
         "suite.gates": sha256_text(_canonical(_gates(suite))),
         "suite.margins": sha256_text(_canonical(suite.margins)),
@@ -160,6 +156,13 @@ def offline_hashes(flow: Flow, suite: Suite, settings: Settings) -> dict[str, st
         out[f"retriever.{retriever.name}.corpus"] = retriever.fingerprint(chunks, "")
         embedder = f"{prod.kind}:{prod.model(retriever.embed).label}"
         out[f"retriever.{retriever.name}.index.prod"] = retriever.fingerprint(chunks, embedder)
+    return out
+
+
+def model_hashes(flow: Flow, settings: Settings) -> dict[str, str]:
+    """The prod weights and chat templates and the dev model files found on this machine."""
+    root = settings.root
+    out = {}
     for logical in flow.models:
         served = settings.promote.served(logical)
         source = root / served.source
@@ -167,10 +170,10 @@ def offline_hashes(flow: Flow, suite: Suite, settings: Settings) -> dict[str, st
             out[f"model.{logical}.prod.weights"] = sha256_tree(source)
         template = root / served.chat_template if served.chat_template else None
         if template is not None:
-            out[f"model.{logical}.prod.chat_template"] = sha256_file(template)
+            out[f"model.{logical}.prod.chat_template"] = file_hash(template)
         dev_spec = settings.profile(settings.promote.dev).model(logical)
         if dev_spec.path and (root / dev_spec.path).is_file():
-            out[f"model.{logical}.dev.file"] = sha256_file(root / dev_spec.path)
+            out[f"model.{logical}.dev.file"] = file_hash(root / dev_spec.path)
     return out
 
 
@@ -300,10 +303,18 @@ class Drift(BaseModel):
     now: str
 
 
-def verify(lock: Lock, flow: Flow, suite: Suite, settings: Settings) -> tuple[list[Drift], int]:
-    """The drifted hashes, and how many were checked (server-reported ones are not)."""
-    now = offline_hashes(flow, suite, settings)
-    checked = [k for k in lock.hashes if not k.startswith("template.")]
+def verify(
+    lock: Lock, flow: Flow, suite: Suite, settings: Settings, *, models: bool = True
+) -> tuple[list[Drift], int]:
+    """The drifted hashes, and how many were checked (server-reported ones are not).
+
+    ``models=False`` leaves the model files out: a flow server's image holds no weights.
+    """
+    now = source_hashes(flow, suite, settings)
+    if models:
+        now |= model_hashes(flow, settings)
+    skipped = ("template.",) if models else ("template.", "model.")
+    checked = [k for k in lock.hashes if not k.startswith(skipped)]
     drift = [
         Drift(key=k, locked=lock.hashes[k], now=now.get(k, "missing"))
         for k in checked

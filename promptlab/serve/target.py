@@ -24,7 +24,7 @@ from promptlab.promote.lock import Lock, read_lock, verify
 from promptlab.promote.registry import pin_refs, ref_kind
 from promptlab.runtime.loader import load_flow
 
-# The locked hashes a served flow's behaviour depends on (model weights are vLLM's side).
+# The locked hashes a served flow's behaviour depends on (the suite's are not among them).
 SERVED_HASHES = ("flow.", "prompt.", "retriever.")
 
 
@@ -96,7 +96,7 @@ def locked_flow(path: Path) -> tuple[Flow, Lock]:
     settings = load_settings(path.resolve().parent)
     suite = load_suite(settings.root / lock.suite_file)
     flow = load_flow(f"{settings.root / lock.flow_file}@{lock.flow}")
-    drift, _ = verify(lock, flow, suite, settings)
+    drift, _ = verify(lock, flow, suite, settings, models=False)  # weights: vLLM's side
     changed = [d.key for d in drift if d.key.startswith(SERVED_HASHES)]
     if changed:
         raise FlowLoadError(

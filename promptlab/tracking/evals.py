@@ -18,8 +18,12 @@ from promptlab.tracking.traces import _mlflow, log_trace, open_store
 
 
 def file_hash(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """sha256 of a file's bytes, read in blocks (model weights are large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def start_run(settings: Settings, name: str, params: dict[str, Any], resume: str | None) -> str:
