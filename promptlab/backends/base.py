@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,9 +12,25 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 
+from promptlab.backends.chat_templates import Rendered
+from promptlab.backends.wire import ChatClient, Message
 from promptlab.config import ModelSpec, Profile
 from promptlab.declare.prompt import Sampling
-from promptlab.errors import PromptlabError
+from promptlab.errors import (
+    BackendHTTPError,
+    BackendTimeoutError,
+    BackendUnreachableError,
+    PromptlabError,
+)
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def passing_trouble(error: BaseException) -> bool:
+    """A failure of the server, not of the request: rate limits, 5xx, refused, timed out."""
+    if isinstance(error, BackendHTTPError):
+        return error.status in RETRY_STATUS
+    return isinstance(error, BackendUnreachableError | BackendTimeoutError)
 
 
 @dataclass(frozen=True)
@@ -32,9 +49,15 @@ class Backend(ABC):
     A backend turns a logical model name into LangChain chat and embedding models, probes
     its server, and translates its client library's exceptions into promptlab's errors.
     Adding a kind means one small module with one subclass of this.
+
+    Beyond that, a backend has optional capabilities with safe defaults, so that no caller
+    asks which kind it holds: a capability a backend does not implement answers "not
+    observable" (None, an empty result) and the caller says so. Those that do I/O are async.
     """
 
     kind: ClassVar[str]
+    default_concurrency: ClassVar[int] = 4
+    """Requests in flight that the server handles well (an eval's default)."""
 
     def __init__(self, profile: Profile, root: Path) -> None:
         self.profile = profile
@@ -72,7 +95,7 @@ class Backend(ABC):
     async def probe(self) -> Probe:
         """Whether the server answers, and which models it serves. Never raises."""
 
-    def native_tools(self, logical: str) -> bool:
+    async def native_tools(self, logical: str) -> bool:
         """Whether to try native tool calling (the agent falls back to JSON on refusal)."""
         return self.spec(logical).tools != "json"
 
@@ -80,5 +103,66 @@ class Backend(ABC):
         """Raise if a successful answer hides a failure (e.g. silent prompt truncation)."""
 
     @abstractmethod
-    def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
+    async def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
         """Promptlab's error for a client exception, or None if it is not a backend failure."""
+
+    # Optional capabilities: safe defaults ("not observable") unless a kind knows better.
+
+    def start_hint(self) -> str:
+        """How to bring the server up, for an unreachable error."""
+        return f"start its server, or set PROMPTLAB_{self.name.upper()}_URL"
+
+    def should_retry(self, error: PromptlabError) -> bool:
+        """Whether a failed call is the server's passing trouble, worth another try later."""
+        return passing_trouble(error)
+
+    def context_window(self, logical: str) -> int | None:
+        """The context window the server applies to ``logical`` (None: not known here)."""
+        return self.spec(logical).context_window
+
+    async def model_digest(self, logical: str) -> str | None:
+        """A digest of the model weights as the server reports them (None: not observable)."""
+        return None
+
+    async def server_version(self) -> dict[str, str]:
+        """The server software and its version, e.g. ``{"vllm": "0.9.2"}`` ({}: unknown)."""
+        return {}
+
+    def sampling_defaults(self) -> dict[str, object] | None:
+        """What the server applies to each sampling parameter a request leaves unset.
+
+        Keys are promptlab's names (temperature, top_p, top_k, repetition_penalty,
+        max_tokens); None means the server's defaults are not known.
+        """
+        return None
+
+    async def chat_template(self, logical: str) -> str | None:
+        """The chat template the server applies to ``logical`` (None: not observable)."""
+        return None
+
+    async def render(self, logical: str, messages: Sequence[Message]) -> Rendered:
+        """The prompt the model really reads for ``messages``: text, token ids or a count."""
+        return Rendered(None, None, None, f"not observable on {self.name}")
+
+    async def tokenize(self, logical: str, text: str) -> tuple[int, ...] | None:
+        """``text`` tokenized as the server would, special tokens parsed (None: not observable)."""
+        return None
+
+    async def served_models(self, logical: str | None = None) -> list[str]:
+        """The model names the server of ``logical`` serves ([] if it cannot say)."""
+        probe = await self.probe()
+        return list(probe.models)
+
+    def chat_client(
+        self,
+        logical: str,
+        sampling: Sampling,
+        json_schema: dict[str, Any] | None = None,
+        pool: int | None = None,
+    ) -> ChatClient | None:
+        """A raw chat client over the server's HTTP API (the fast path), or None.
+
+        The executor runs one where no tools are bound and the caller asked for the fast
+        path; ``bench --raw`` streams through one. ``pool`` bounds its connections.
+        """
+        return None

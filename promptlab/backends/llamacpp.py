@@ -6,7 +6,7 @@ import asyncio
 import functools
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -18,6 +18,8 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict
 
 from promptlab.backends.base import Backend, Probe
+from promptlab.backends.chat_templates import Rendered, render_jinja
+from promptlab.backends.wire import Message
 from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     ContextWindowError,
@@ -214,6 +216,15 @@ class LlamaCppBackend(Backend):
     """Models from local files: ``models.chat = { path = "x.gguf", chat_format = "chatml" }``."""
 
     kind = "llamacpp"
+    default_concurrency = 1  # one model in process, one call at a time
+
+    def start_hint(self) -> str:
+        """In process: nothing to start, only files to fetch."""
+        return f"run `make models`, or fix the model paths under [backends.{self.name}]"
+
+    def context_window(self, logical: str) -> int:
+        """``n_ctx``, the window the model is loaded with."""
+        return self.spec(logical).context_window or DEFAULT_N_CTX
 
     def _path(self, logical: str) -> str:
         spec = self.spec(logical)
@@ -271,11 +282,11 @@ class LlamaCppBackend(Backend):
         path = self.spec(logical).path
         return bool(path) and (self.root / str(path)).exists()
 
-    def native_tools(self, logical: str) -> bool:
+    async def native_tools(self, logical: str) -> bool:
         """Tools only with llama.cpp's function-calling chat format."""
         return self.spec(logical).chat_format == "chatml-function-calling"
 
-    def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
+    async def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
         """llama.cpp reports an over-long prompt as a ValueError."""
         text = str(exc)
         if isinstance(exc, ValueError) and "exceed context window" in text:
@@ -284,6 +295,34 @@ class LlamaCppBackend(Backend):
                 f"models.{logical}"
             )
         return None
+
+    async def chat_template(self, logical: str) -> str:
+        """The forced chat format, or the GGUF's own ``tokenizer.chat_template``."""
+        fmt = self.spec(logical).chat_format
+        if fmt:
+            return f"llama.cpp chat_format={fmt}"
+        return await asyncio.to_thread(_gguf_template, self._path(logical))
+
+    async def render(self, logical: str, messages: Sequence[Message]) -> Rendered:
+        """The prompt text llama.cpp's chat format (or the GGUF's template) produces."""
+        from llama_cpp import llama_chat_format
+
+        fmt = self.spec(logical).chat_format
+        if fmt:
+            formatter = getattr(llama_chat_format, "format_" + fmt.replace("-", "_"))
+            prompt = formatter(messages=list(messages)).prompt
+            return Rendered(str(prompt), None, None, f"llama.cpp chat_format={fmt}")
+        template = await asyncio.to_thread(_gguf_template, self._path(logical))
+        return Rendered(
+            render_jinja(template, messages), None, None, "GGUF tokenizer.chat_template"
+        )
+
+
+def _gguf_template(path: str) -> str:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=path, vocab_only=True, verbose=False)
+    return str(llm.metadata.get("tokenizer.chat_template", ""))
 
 
 @functools.lru_cache(maxsize=4)

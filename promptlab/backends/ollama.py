@@ -1,25 +1,18 @@
-"""Ollama, through langchain-ollama: the laptop backend."""
+"""Ollama, through langchain-ollama and the Ollama wire module: the laptop backend."""
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from promptlab.backends._http import describe_failure, get_json, post_json_sync
+from promptlab.backends._http import describe_failure
 from promptlab.backends.base import Backend, Probe
+from promptlab.backends.chat_templates import Rendered, is_jinja, render_jinja
+from promptlab.backends.wire import ChatClient, Message, Site, ollama_api
 from promptlab.declare.prompt import Sampling
-from promptlab.errors import (
-    BackendHTTPError,
-    BackendTimeoutError,
-    BackendUnreachableError,
-    ContextWindowError,
-    MissingDependencyError,
-    ModelNotFoundError,
-    PromptlabError,
-    ToolsUnsupportedError,
-)
+from promptlab.errors import ContextWindowError, MissingDependencyError, PromptlabError
 
 try:
     import ollama
@@ -29,13 +22,18 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from langchain_core.messages import AIMessage
 
-DEFAULT_NUM_CTX = 2048
+DEFAULT_NUM_CTX = ollama_api.DEFAULT_NUM_CTX
 
 
 class OllamaBackend(Backend):
     """Ollama's REST API (``ollama serve``), default ``http://localhost:11434``."""
 
     kind = "ollama"
+    default_concurrency = 1  # a laptop's Ollama runs one request at a time; more only queue
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._capabilities: dict[str, tuple[str, ...]] = {}
 
     def start_hint(self) -> str:
         """How to bring Ollama up, for the unreachable error."""
@@ -43,28 +41,49 @@ class OllamaBackend(Backend):
             f"start it with `ollama serve`, or set OLLAMA_HOST or PROMPTLAB_{self.name.upper()}_URL"
         )
 
+    def site(self, logical: str) -> Site:
+        """Where ``logical`` is served, for the wire module's requests and errors."""
+        return Site(
+            server="Ollama",
+            url=self.url(logical),
+            model=self.spec(logical).label,
+            logical=logical,
+            profile=self.name,
+            timeout=self.profile.timeout,
+            hint="start it with `ollama serve`, or set OLLAMA_HOST",
+        )
+
     def num_ctx(self, logical: str) -> int:
         """The context window promptlab asks Ollama for (sent as ``num_ctx`` every call)."""
         return self.spec(logical).context_window or DEFAULT_NUM_CTX
 
+    def context_window(self, logical: str) -> int:
+        """``num_ctx``: Ollama applies the window promptlab sends."""
+        return self.num_ctx(logical)
+
     def chat_model(
         self, logical: str, sampling: Sampling, json_schema: dict[str, Any] | None = None
     ) -> ChatOllama:
-        """ChatOllama with the sampling parameters mapped to Ollama's options."""
+        """ChatOllama with :func:`ollama_api.options` (the fast path's own options)."""
+        opts = ollama_api.options(sampling, self.num_ctx(logical))
         return ChatOllama(
             model=self.spec(logical).label,
             base_url=self.url(logical),
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k,
-            num_predict=sampling.max_tokens,
-            seed=sampling.seed,
-            repeat_penalty=sampling.repetition_penalty,
-            stop=list(sampling.stop) or None,
-            num_ctx=self.num_ctx(logical),
             format=json_schema,
             client_kwargs={"timeout": self.profile.timeout},
+            **opts,
         )
+
+    def chat_client(
+        self,
+        logical: str,
+        sampling: Sampling,
+        json_schema: dict[str, Any] | None = None,
+        pool: int | None = None,
+    ) -> ChatClient:
+        """A raw ``/api/chat`` client with the options :meth:`chat_model` sends."""
+        opts = ollama_api.options(sampling, self.num_ctx(logical))
+        return ollama_api.OllamaChatClient(self.site(logical), opts, json_schema, pool)
 
     def embeddings(self, logical: str) -> OllamaEmbeddings:
         """OllamaEmbeddings on ``/api/embed``."""
@@ -78,18 +97,22 @@ class OllamaBackend(Backend):
         """``/api/tags``: reachable, and the models pulled."""
         url = self.url()
         try:
-            tags = await get_json(f"{url}/api/tags")
+            models = await ollama_api.tags(url)
         except Exception as exc:
             return Probe(False, url, describe_failure(exc))
-        names = tuple(m["name"] for m in tags.get("models", []))
+        names = tuple(m["name"] for m in models)
         return Probe(True, url, f"{len(names)} models", names)
 
-    def native_tools(self, logical: str) -> bool:
-        """Native tools only where /api/show lists the ``tools`` capability."""
+    async def native_tools(self, logical: str) -> bool:
+        """Native tools only where /api/show lists the ``tools`` capability (asked once)."""
         mode = self.spec(logical).tools
         if mode != "auto":
             return mode == "native"
-        return "tools" in _capabilities(self.url(logical), self.spec(logical).label)
+        if logical not in self._capabilities:
+            self._capabilities[logical] = await ollama_api.capabilities(
+                self.url(logical), self.spec(logical).label
+            )
+        return "tools" in self._capabilities[logical]
 
     def check_response(self, message: AIMessage, logical: str) -> None:
         """Ollama truncates over-long prompts silently; a full window means it did."""
@@ -102,40 +125,42 @@ class OllamaBackend(Backend):
                 f"or raise context_window for models.{logical} in promptlab.toml"
             )
 
-    def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
+    async def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
         """Map ollama / httpx exceptions to promptlab errors."""
-        url, model = self.url(logical), self.spec(logical).label
+        site = self.site(logical)
         if isinstance(exc, httpx.TimeoutException):
-            return BackendTimeoutError(
-                f"Ollama at {url} did not answer within {self.profile.timeout:g}s: raise "
-                f"timeout under [backends.{self.name}], or use a smaller model"
-            )
+            return site.timeout_error()
         if isinstance(exc, ConnectionError | httpx.TransportError):
-            return BackendUnreachableError(
-                f"Ollama is not reachable at {url}: start it with `ollama serve`, or set "
-                "OLLAMA_HOST"
-            )
+            return site.unreachable_error()
         if isinstance(exc, ollama.ResponseError):
-            text = str(exc.error)
-            if exc.status_code == 404:
-                return ModelNotFoundError(
-                    f"model '{model}' is not on the Ollama server at {url}: run "
-                    f"`ollama pull {model}`"
-                )
-            if "does not support tools" in text:
-                return ToolsUnsupportedError(text)
-            if "context" in text and "length" in text:
-                return ContextWindowError(f"Ollama: {text}: shorten the prompt")
-            return BackendHTTPError(
-                f"Ollama at {url} answered {exc.status_code}: {text}", exc.status_code
-            )
+            return ollama_api.status_error(site, exc.status_code, str(exc.error))
         return None
 
+    def sampling_defaults(self) -> dict[str, object]:
+        """Ollama's documented defaults for unset parameters."""
+        return dict(ollama_api.SAMPLING_DEFAULTS)
 
-@functools.lru_cache(maxsize=64)
-def _capabilities(url: str, model: str) -> tuple[str, ...]:
-    try:
-        shown = post_json_sync(f"{url}/api/show", {"model": model})
-    except Exception:
-        return ()
-    return tuple(shown.get("capabilities") or ())
+    async def model_digest(self, logical: str) -> str | None:
+        """The digest ``/api/tags`` lists for the model."""
+        return await ollama_api.digest(self.url(logical), self.spec(logical).label)
+
+    async def server_version(self) -> dict[str, str]:
+        """``GET /api/version``."""
+        return {"ollama": await ollama_api.version(self.url())}
+
+    async def chat_template(self, logical: str) -> str:
+        """The template ``/api/show`` reports."""
+        shown = await ollama_api.show(self.url(logical), self.spec(logical).label)
+        return str(shown.get("template") or "")
+
+    async def render(self, logical: str, messages: Sequence[Message]) -> Rendered:
+        """Text where the template is Jinja (rendered here), and Ollama's prompt token count."""
+        template = await self.chat_template(logical)
+        count = await ollama_api.prompt_tokens(
+            self.url(logical), self.spec(logical).label, messages, self.num_ctx(logical)
+        )
+        if is_jinja(template):
+            return Rendered(
+                render_jinja(template, messages), None, count, "Ollama /api/show (Jinja)"
+            )
+        return Rendered(None, None, count, "Ollama prompt_eval_count (Go template)")

@@ -1,4 +1,4 @@
-"""Any OpenAI-compatible server, through langchain-openai."""
+"""Any OpenAI-compatible server, through langchain-openai and the OpenAI wire module."""
 
 from __future__ import annotations
 
@@ -8,19 +8,11 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from pydantic import SecretStr
 
-from promptlab.backends._http import describe_failure, get_json, get_json_sync
+from promptlab.backends._http import describe_failure, get_json
 from promptlab.backends.base import Backend, Probe
+from promptlab.backends.wire import ChatClient, Site, openai_chat
 from promptlab.declare.prompt import Sampling
-from promptlab.errors import (
-    BackendHTTPError,
-    BackendTimeoutError,
-    BackendUnreachableError,
-    ContextWindowError,
-    MissingDependencyError,
-    ModelNotFoundError,
-    PromptlabError,
-    ToolsUnsupportedError,
-)
+from promptlab.errors import MissingDependencyError, PromptlabError
 
 try:
     import openai
@@ -28,15 +20,13 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise MissingDependencyError("langchain-openai", "openai") from exc
 
-_CONTEXT_MARKERS = ("maximum context length", "context length", "too long")
-_TOOL_MARKERS = ("tool choice", "tool_choice", "tool-call-parser", "does not support tools")
-
 
 class OpenAIBackend(Backend):
     """An OpenAI-compatible chat completions API; the key comes from ``api_key_env``."""
 
     kind = "openai"
     server = "the OpenAI-compatible server"
+    default_concurrency = 8
 
     def start_hint(self) -> str:
         """How to bring the server up, for the unreachable error."""
@@ -47,37 +37,46 @@ class OpenAIBackend(Backend):
         env = self.profile.api_key_env
         return SecretStr((os.environ.get(env) if env else None) or "none")
 
+    def site(self, logical: str) -> Site:
+        """Where ``logical`` is served, for the wire module's requests and errors."""
+        return Site(
+            server=self.server,
+            url=self.url(logical),
+            model=self.spec(logical).label,
+            logical=logical,
+            profile=self.name,
+            timeout=self.profile.timeout,
+            hint=self.start_hint(),
+            headers=self._headers(),
+        )
+
     def chat_model(
         self, logical: str, sampling: Sampling, json_schema: dict[str, Any] | None = None
     ) -> ChatOpenAI:
-        """ChatOpenAI; structured output via ``response_format`` json_schema."""
-        extra: dict[str, Any] = {}
-        if sampling.top_k is not None:
-            extra["top_k"] = sampling.top_k
-        if sampling.repetition_penalty is not None:
-            extra["repetition_penalty"] = sampling.repetition_penalty
-        if json_schema is not None:
-            extra["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": json_schema, "strict": True},
-            }
+        """ChatOpenAI sending :func:`openai_chat.request_fields` (the fast path's own body)."""
         return ChatOpenAI(
             model=self.spec(logical).label,
             base_url=self.url(logical),
             api_key=self.api_key(),
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_completion_tokens=sampling.max_tokens,
-            seed=sampling.seed,
-            stop=list(sampling.stop) or None,
             timeout=self.profile.timeout,
             max_retries=0,
             stream_usage=True,
-            extra_body=extra or None,
+            extra_body=openai_chat.request_fields(sampling, json_schema) or None,
             # One async client per chat model: the executor keeps a model per event loop,
             # and an async connection pool must not be shared across loops.
             http_async_client=openai.DefaultAsyncHttpxClient(timeout=self.profile.timeout),
         )
+
+    def chat_client(
+        self,
+        logical: str,
+        sampling: Sampling,
+        json_schema: dict[str, Any] | None = None,
+        pool: int | None = None,
+    ) -> ChatClient:
+        """A raw ``/chat/completions`` client sending what :meth:`chat_model` sends."""
+        fields = openai_chat.request_fields(sampling, json_schema)
+        return openai_chat.OpenAIChatClient(self.site(logical), fields, pool)
 
     def embeddings(self, logical: str) -> Embeddings:
         """OpenAIEmbeddings on ``/embeddings``, sending plain strings (no tiktoken)."""
@@ -108,62 +107,22 @@ class OpenAIBackend(Backend):
             True, ", ".join(urls), f"serves {', '.join(served) or 'nothing'}", tuple(served)
         )
 
-    def served_models(self, logical: str) -> list[str]:
+    async def served_models(self, logical: str | None = None) -> list[str]:
         """The model ids the server of ``logical`` lists, or [] if it cannot say."""
-        try:
-            listing = get_json_sync(f"{self.url(logical)}/models", headers=self._headers())
-        except Exception:
-            return []
-        return [m["id"] for m in listing.get("data", [])]
+        return await openai_chat.list_models(self.url(logical), self._headers())
 
-    def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
-        """Map openai-SDK exceptions to promptlab errors."""
-        url, model = self.url(logical), self.spec(logical).label
+    async def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
+        """Map openai-SDK exceptions to promptlab errors (as the wire module maps HTTP)."""
+        site = self.site(logical)
         if isinstance(exc, openai.APITimeoutError):
-            return BackendTimeoutError(
-                f"{self.server} at {url} did not answer within {self.profile.timeout:g}s: "
-                f"raise timeout under [backends.{self.name}]"
-            )
+            return site.timeout_error()
         if isinstance(exc, openai.APIConnectionError):
-            return BackendUnreachableError(
-                f"{self.server} is not reachable at {url}: {self.start_hint()}"
-            )
+            return site.unreachable_error()
         if isinstance(exc, openai.APIStatusError):
-            text = _message(exc)
-            lowered = text.lower()
-            if exc.status_code == 404 and "model" in lowered:
-                served = self.served_models(logical)
-                return ModelNotFoundError(
-                    f"{self.server} at {url} does not serve '{model}'"
-                    + (f" (it serves: {', '.join(served)})" if served else "")
-                    + f": set models.{logical} under [backends.{self.name}] in promptlab.toml"
-                )
-            if exc.status_code == 400 and any(m in lowered for m in _CONTEXT_MARKERS):
-                return ContextWindowError(f"{self.server}: {text}: shorten the prompt")
-            if exc.status_code == 400 and any(m in lowered for m in _TOOL_MARKERS):
-                return ToolsUnsupportedError(text)
-            return BackendHTTPError(
-                f"{self.server} at {url} answered {exc.status_code}: {text}",
+            return await openai_chat.status_error(
+                site,
                 exc.status_code,
-                retry_after=_retry_after(exc.response.headers.get("retry-after")),
+                openai_chat.error_text(exc.body if exc.body is not None else exc.message),
+                exc.response.headers.get("retry-after"),
             )
-        return None
-
-
-def _message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and "message" in inner:
-            return str(inner["message"])
-        if "message" in body:
-            return str(body["message"])
-    return str(getattr(exc, "message", exc))
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (the HTTP-date form is ignored)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
         return None

@@ -12,14 +12,13 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel
 
 from promptlab.backends import create_backend
-from promptlab.backends.base import Backend
+from promptlab.backends.base import Backend, passing_trouble
 from promptlab.config import Settings
 from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
     BackendHTTPError,
     BackendTimeoutError,
-    BackendUnreachableError,
     InputError,
     ModelNotFoundError,
     PromptlabError,
@@ -30,27 +29,19 @@ from promptlab.eval.suite import Case, ScorerSpec, Suite
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.result import RunResult
 
-# As many requests in flight as the server really serves at once: a laptop's Ollama runs one
-# at a time (more only queue, and queueing would count as latency); vLLM schedules and
-# batches whatever it is sent (hundreds of sequences), so a suite goes to it nearly at once.
-DEFAULT_CONCURRENCY = {"llamacpp": 1, "ollama": 1, "openai": 8, "vllm": 64}
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-
 
 class EvalAborted(BackendError):
     """The backend kept failing: the run stops, and ``--resume`` continues it later."""
 
 
 def default_concurrency(backend: Backend) -> int:
-    """The concurrency a backend kind handles well."""
-    return DEFAULT_CONCURRENCY.get(backend.kind, 4)
+    """As many requests in flight as the backend's server really serves at once."""
+    return backend.default_concurrency
 
 
-def retryable(exc: BaseException) -> bool:
+def retryable(exc: PromptlabError, backend: Backend | None = None) -> bool:
     """A failure of the server, not of the case: worth another try after a pause."""
-    if isinstance(exc, BackendHTTPError):
-        return exc.status in RETRY_STATUS
-    return isinstance(exc, BackendUnreachableError | BackendTimeoutError)
+    return backend.should_retry(exc) if backend is not None else passing_trouble(exc)
 
 
 class BackendModels(Models):
@@ -91,7 +82,7 @@ class BackendModels(Models):
         try:
             reply = await chat.ainvoke(sent)
         except Exception as exc:
-            raise target.translate(exc, model) or exc from exc
+            raise await target.translate(exc, model) or exc from exc
         record["reply"] = reply.text
         return reply.text
 
@@ -103,7 +94,7 @@ class BackendModels(Models):
         try:
             return await target.embeddings(model).aembed_documents(list(texts))
         except Exception as exc:
-            raise target.translate(exc, model) or exc from exc
+            raise await target.translate(exc, model) or exc from exc
 
 
 @dataclass(frozen=True)
@@ -176,7 +167,9 @@ class Runner:
                 return self._failed(case, exc)
             else:
                 failure = run._exception  # type: ignore[assignment]
-                if failure is None or not (retryable(failure) or _fatal(failure)):
+                if failure is None or not (
+                    retryable(failure, self.executor.backend) or _fatal(failure)
+                ):
                     return run
             if _fatal(failure) or attempt == self.retries:
                 raise EvalAborted(str(failure)) from failure

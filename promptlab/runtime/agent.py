@@ -25,7 +25,7 @@ async def run_agent(
     values = {k: state[k] for k in agent.variables}
     span = call.recorder.open(agent.name, "AGENT", parent, values, max_steps=agent.max_steps)
     try:
-        if call.ex.native_tools(agent):
+        if await call.ex.native_tools(agent):
             try:
                 answer = await _native(call, agent, values, span, on_token)
             except ToolsUnsupportedError:

@@ -13,10 +13,12 @@ from weakref import WeakKeyDictionary
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 from promptlab.backends.base import Backend
+from promptlab.backends.wire import ChatClient, as_messages
 from promptlab.declare.agent import Agent
 from promptlab.declare.flow import Flow
 from promptlab.declare.prompt import Prompt, Sampling
@@ -34,15 +36,25 @@ class Executor:
 
     Chat models and vector indexes are created once and reused across runs, so an
     executor is the thing to keep when running a flow many times (evals, servers).
+
+    With ``fast_pool``, a model call with no tools bound goes through the backend's raw
+    :class:`~promptlab.backends.wire.ChatClient` (its fast path, ``fast_pool`` connections)
+    where the backend has one, instead of its LangChain chat model; results, spans, errors
+    and checks are the same either way.
     """
 
-    def __init__(self, flow: Flow, backend: Backend, state_dir: Path) -> None:
+    def __init__(
+        self, flow: Flow, backend: Backend, state_dir: Path, *, fast_pool: int | None = None
+    ) -> None:
         self.flow = flow
         self.backend = backend
         self.state_dir = state_dir
+        self.fast_pool = fast_pool
         # Per event loop: async HTTP clients are bound to the loop that created them.
         self._models: WeakKeyDictionary[AbstractEventLoop, dict[Any, BaseChatModel]]
         self._models = WeakKeyDictionary()
+        self._clients: WeakKeyDictionary[AbstractEventLoop, dict[Any, ChatClient | None]]
+        self._clients = WeakKeyDictionary()
         self._indexes: WeakKeyDictionary[AbstractEventLoop, dict[str, Index]]
         self._indexes = WeakKeyDictionary()
         self._tools_native: dict[str, bool] = {}
@@ -100,6 +112,25 @@ class Executor:
             model = models[key] = self.backend.chat_model(logical, sampling, schema)
         return model
 
+    def chat_client(
+        self, logical: str, sampling: Sampling, schema: dict[str, Any] | None
+    ) -> ChatClient | None:
+        """The backend's fast-path client, once per event loop (None: use the chat model)."""
+        if self.fast_pool is None:
+            return None
+        clients = self._clients.setdefault(asyncio.get_running_loop(), {})
+        key = (logical, sampling, json.dumps(schema, sort_keys=True))
+        if key not in clients:
+            clients[key] = self.backend.chat_client(logical, sampling, schema, self.fast_pool)
+        return clients[key]
+
+    async def aclose(self) -> None:
+        """Close the fast-path clients' connection pools (of the running event loop)."""
+        clients = self._clients.pop(asyncio.get_running_loop(), {})
+        for client in clients.values():
+            if client is not None:
+                await client.aclose()
+
     async def index(self, retriever: Retriever) -> Index:
         """The retriever's vector index, opened (or built) on first use."""
         indexes = self._indexes.setdefault(asyncio.get_running_loop(), {})
@@ -112,13 +143,13 @@ class Executor:
             indexes[retriever.name] = index
         return index
 
-    def native_tools(self, agent: Agent) -> bool:
+    async def native_tools(self, agent: Agent) -> bool:
         """Whether an agent uses native tool calling on this backend."""
         if agent.tool_mode != "auto":
             return agent.tool_mode == "native"
         logical = agent.prompt.model
         if logical not in self._tools_native:
-            self._tools_native[logical] = self.backend.native_tools(logical)
+            self._tools_native[logical] = await self.backend.native_tools(logical)
         return self._tools_native[logical]
 
     def tools_refused(self, agent: Agent) -> None:
@@ -155,7 +186,9 @@ class _Call:
         values = {k: state[k] for k in step.variables}
         span = self.recorder.open(step.name, "CHAIN", parent, _jsonable(values))
         try:
-            message = await self.llm(step, step.render(values), parent=span, on_token=on_token)
+            message = await self.llm(
+                step, step.render(values), parent=span, on_token=on_token, fast=True
+            )
             output = step.parse(message.text)
         except Exception as exc:
             self.recorder.close(span, error=str(exc))
@@ -174,7 +207,7 @@ class _Call:
             self.recorder.close(span, error=str(exc))
             raise
         except Exception as exc:
-            error = self._translate(exc, retriever.embed, span)
+            error = await self._translate(exc, retriever.embed, span)
             if isinstance(error, ContextWindowError):
                 error = ContextWindowError(
                     f"retriever '{retriever.name}': a chunk or the query is longer than the "
@@ -194,13 +227,18 @@ class _Call:
         schema: dict[str, Any] | None = None,
         tools: list[dict[str, Any]] | None = None,
         on_token: OnToken | None = None,
+        fast: bool = False,
     ) -> AIMessage:
-        """One model call, with errors translated and usage, timing and silent failures checked."""
+        """One model call, with errors translated and usage, timing and silent failures checked.
+
+        ``fast`` allows the backend's raw client (plain text messages, no tools).
+        """
         logical = prompt.model
         if schema is None and tools is None:
             schema = prompt.json_schema
-        model = self.ex.chat_model(logical, prompt.sampling, schema)
-        runnable: Runnable[Any, BaseMessage] = model.bind_tools(tools) if tools else model
+        client = None
+        if fast and tools is None and not self.blocking:
+            client = self.ex.chat_client(logical, prompt.sampling, schema)
         concrete = self.result.models.get(logical) or self.ex.backend.describe(logical)
         span = self.recorder.open(
             concrete,
@@ -209,11 +247,16 @@ class _Call:
             [{"role": m.type, "content": m.content} for m in messages],
             prompt=prompt.name,
             sampling=prompt.sampling.model_dump(exclude_none=True),
+            **({"client": "fast path"} if client is not None else {}),
         )
         try:
-            if on_token is not None:
+            if client is not None:
+                message = await self._fast(client, messages, on_token)
+            elif on_token is not None:
+                runnable = self._runnable(prompt, schema, tools)
                 message = await self._stream(runnable, messages, on_token)
             else:
+                runnable = self._runnable(prompt, schema, tools)
                 reply = (
                     runnable.invoke(messages) if self.blocking else await runnable.ainvoke(messages)
                 )
@@ -223,7 +266,7 @@ class _Call:
             self.recorder.close(span, error=str(exc))
             raise
         except Exception as exc:
-            raise self._translate(exc, logical, span) from exc
+            raise await self._translate(exc, logical, span) from exc
         usage = message.usage_metadata
         if usage:
             self.result.usage.add(usage["input_tokens"], usage["output_tokens"])
@@ -235,6 +278,34 @@ class _Call:
             usage=dict(usage or {}),
         )
         return message
+
+    def _runnable(
+        self, prompt: Prompt, schema: dict[str, Any] | None, tools: list[dict[str, Any]] | None
+    ) -> Runnable[Any, BaseMessage]:
+        model = self.ex.chat_model(prompt.model, prompt.sampling, schema)
+        return model.bind_tools(tools) if tools else model
+
+    async def _fast(
+        self, client: ChatClient, messages: list[BaseMessage], on_token: OnToken | None
+    ) -> AIMessage:
+        """One call through the backend's raw client."""
+        on_text = None
+        if on_token is not None:
+
+            def on_text(text: str) -> None:
+                if self.result.ttft_s is None:
+                    self.result.ttft_s = time.perf_counter() - self.started
+                on_token(text)
+
+        reply = await client.chat(as_messages(messages), on_text)
+        if reply.input_tokens is None or reply.output_tokens is None:
+            return AIMessage(content=reply.text)
+        usage = UsageMetadata(
+            input_tokens=reply.input_tokens,
+            output_tokens=reply.output_tokens,
+            total_tokens=reply.input_tokens + reply.output_tokens,
+        )
+        return AIMessage(content=reply.text, usage_metadata=usage)
 
     async def _stream(
         self, runnable: Runnable[Any, BaseMessage], messages: list[BaseMessage], on_token: OnToken
@@ -266,10 +337,10 @@ class _Call:
             response_metadata=total.response_metadata,
         )
 
-    def _translate(self, exc: Exception, logical: str, span: int) -> PromptlabError:
+    async def _translate(self, exc: Exception, logical: str, span: int) -> PromptlabError:
         """The promptlab error for a client's exception (unknown ones become BackendError)."""
         backend = self.ex.backend
-        translated = backend.translate(exc, logical) or BackendError(
+        translated = await backend.translate(exc, logical) or BackendError(
             f"{backend.name} failed: {type(exc).__name__}: {exc} (set PROMPTLAB_DEBUG=1 for "
             "the traceback)"
         )

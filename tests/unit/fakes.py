@@ -270,10 +270,10 @@ class FakeBackend(Backend):
     async def probe(self) -> Probe:
         return Probe(True, "fake://", "scripted", tuple(self.profile.models))
 
-    def native_tools(self, logical: str) -> bool:
+    async def native_tools(self, logical: str) -> bool:
         return self.native
 
-    def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
+    async def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
         if isinstance(exc, ConnectionError):
             return BackendUnreachableError(
                 f"the fake server is not reachable at {self.url(logical)}: start it"

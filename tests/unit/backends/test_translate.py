@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -123,7 +124,7 @@ VIA = pytest.mark.parametrize("via", ["sdk", "langchain"])
 def test_vllm_unknown_model(tmp_path: Path, closed_url: str, via: str) -> None:
     exc = openai_error(answer(404, VLLM_UNKNOWN_MODEL), via)
     assert isinstance(exc, openai.NotFoundError)
-    error = backend("vllm", closed_url, tmp_path).translate(exc, "chat")
+    error = asyncio.run(backend("vllm", closed_url, tmp_path).translate(exc, "chat"))
     assert isinstance(error, ModelNotFoundError)
     message = str(error)
     assert f"vLLM at {closed_url} does not serve 'smollm2-135m'" in message
@@ -134,7 +135,7 @@ def test_vllm_unknown_model(tmp_path: Path, closed_url: str, via: str) -> None:
 @VIA
 def test_vllm_prompt_too_long(tmp_path: Path, closed_url: str, via: str) -> None:
     exc = openai_error(answer(400, VLLM_PROMPT_TOO_LONG), via)
-    error = backend("vllm", closed_url, tmp_path).translate(exc, "chat")
+    error = asyncio.run(backend("vllm", closed_url, tmp_path).translate(exc, "chat"))
     assert isinstance(error, ContextWindowError)
     message = str(error)
     assert "maximum context length is 2048 tokens" in message
@@ -145,7 +146,7 @@ def test_vllm_prompt_too_long(tmp_path: Path, closed_url: str, via: str) -> None
 @VIA
 def test_vllm_tools_without_a_parser(tmp_path: Path, closed_url: str, via: str) -> None:
     exc = openai_error(answer(400, VLLM_NO_TOOL_PARSER), via)
-    error = backend("vllm", closed_url, tmp_path).translate(exc, "chat")
+    error = asyncio.run(backend("vllm", closed_url, tmp_path).translate(exc, "chat"))
     assert isinstance(error, ToolsUnsupportedError)
     assert "--enable-auto-tool-choice" in str(error)
     assert "--tool-call-parser" in str(error)
@@ -156,7 +157,7 @@ def test_vllm_unreachable(tmp_path: Path, closed_url: str, via: str) -> None:
     exc = openai_error(fail(httpx.ConnectError("connection refused")), via)
     assert isinstance(exc, openai.APIConnectionError)
     assert not isinstance(exc, openai.APITimeoutError)
-    error = backend("vllm", closed_url, tmp_path).translate(exc, "chat")
+    error = asyncio.run(backend("vllm", closed_url, tmp_path).translate(exc, "chat"))
     assert isinstance(error, BackendUnreachableError)
     message = str(error)
     assert f"vLLM is not reachable at {closed_url}" in message
@@ -168,7 +169,7 @@ def test_vllm_unreachable(tmp_path: Path, closed_url: str, via: str) -> None:
 def test_vllm_timeout(tmp_path: Path, closed_url: str, via: str) -> None:
     exc = openai_error(fail(httpx.ReadTimeout("timed out")), via)
     assert isinstance(exc, openai.APITimeoutError)
-    error = backend("vllm", closed_url, tmp_path).translate(exc, "chat")
+    error = asyncio.run(backend("vllm", closed_url, tmp_path).translate(exc, "chat"))
     assert isinstance(error, BackendTimeoutError)
     message = str(error)
     assert "did not answer within 30s" in message
@@ -181,7 +182,7 @@ def test_other_statuses_are_http_errors_with_the_status(
     tmp_path: Path, closed_url: str, via: str, status: int
 ) -> None:
     exc = openai_error(answer(status, {"error": {"message": "nope", "code": status}}), via)
-    error = backend("vllm", closed_url, tmp_path).translate(exc, "chat")
+    error = asyncio.run(backend("vllm", closed_url, tmp_path).translate(exc, "chat"))
     assert isinstance(error, BackendHTTPError)
     assert error.status == status
     assert f"answered {status}: nope" in str(error)
@@ -196,14 +197,14 @@ def test_a_model_on_its_own_server_is_named_with_that_url(tmp_path: Path, closed
         chat="smollm2-135m",
         embed={"name": "all-minilm", "url": closed_url},
     )
-    error = vllm.translate(exc, "embed")
+    error = asyncio.run(vllm.translate(exc, "embed"))
     assert isinstance(error, ModelNotFoundError)
     assert f"vLLM at {closed_url} does not serve 'all-minilm'" in str(error)
 
 
 def test_the_openai_backend_names_a_generic_server(tmp_path: Path, closed_url: str) -> None:
     exc = openai_error(fail(httpx.ConnectError("refused")), "sdk")
-    error = backend("openai", closed_url, tmp_path).translate(exc, "chat")
+    error = asyncio.run(backend("openai", closed_url, tmp_path).translate(exc, "chat"))
     assert isinstance(error, BackendUnreachableError)
     assert "the OpenAI-compatible server is not reachable" in str(error)
     assert "PROMPTLAB_OPENAI_URL" in str(error)
@@ -212,7 +213,9 @@ def test_the_openai_backend_names_a_generic_server(tmp_path: Path, closed_url: s
 def test_openai_backends_ignore_exceptions_that_are_not_backend_failures(
     tmp_path: Path, closed_url: str
 ) -> None:
-    assert backend("vllm", closed_url, tmp_path).translate(KeyError("x"), "chat") is None
+    assert (
+        asyncio.run(backend("vllm", closed_url, tmp_path).translate(KeyError("x"), "chat")) is None
+    )
 
 
 OLLAMA_URL = "http://ollama.test:11434"
@@ -245,7 +248,7 @@ def ollama_backend(tmp_path: Path, **spec: Any) -> Backend:
 def test_ollama_model_not_pulled(tmp_path: Path) -> None:
     for exc in ollama_errors(answer(404, {"error": "model 'smollm2:135m' not found"})):
         assert isinstance(exc, ollama.ResponseError)
-        error = ollama_backend(tmp_path).translate(exc, "chat")
+        error = asyncio.run(ollama_backend(tmp_path).translate(exc, "chat"))
         assert isinstance(error, ModelNotFoundError)
         message = str(error)
         assert f"model 'smollm2:135m' is not on the Ollama server at {OLLAMA_URL}" in message
@@ -255,14 +258,14 @@ def test_ollama_model_not_pulled(tmp_path: Path) -> None:
 def test_ollama_model_without_tools(tmp_path: Path) -> None:
     body = {"error": "registry.ollama.ai/library/smollm2:135m does not support tools"}
     for exc in ollama_errors(answer(400, body)):
-        error = ollama_backend(tmp_path).translate(exc, "chat")
+        error = asyncio.run(ollama_backend(tmp_path).translate(exc, "chat"))
         assert isinstance(error, ToolsUnsupportedError)
         assert "does not support tools" in str(error)
 
 
 def test_ollama_other_errors_keep_the_status(tmp_path: Path) -> None:
     for exc in ollama_errors(answer(500, {"error": "llama runner process has terminated"})):
-        error = ollama_backend(tmp_path).translate(exc, "chat")
+        error = asyncio.run(ollama_backend(tmp_path).translate(exc, "chat"))
         assert isinstance(error, BackendHTTPError)
         assert error.status == 500
         assert "llama runner process has terminated" in str(error)
@@ -274,7 +277,7 @@ def test_ollama_other_errors_keep_the_status(tmp_path: Path) -> None:
     ids=["httpx", "ollama-client"],
 )
 def test_ollama_unreachable(tmp_path: Path, exc: Exception) -> None:
-    error = ollama_backend(tmp_path).translate(exc, "chat")
+    error = asyncio.run(ollama_backend(tmp_path).translate(exc, "chat"))
     assert isinstance(error, BackendUnreachableError)
     assert str(error) == (
         f"Ollama is not reachable at {OLLAMA_URL}: start it with `ollama serve`, or set OLLAMA_HOST"
@@ -283,12 +286,14 @@ def test_ollama_unreachable(tmp_path: Path, exc: Exception) -> None:
 
 def test_ollama_unreachable_through_the_client(tmp_path: Path) -> None:
     for exc in ollama_errors(fail(httpx.ConnectError("refused"))):
-        assert isinstance(ollama_backend(tmp_path).translate(exc, "chat"), BackendUnreachableError)
+        assert isinstance(
+            asyncio.run(ollama_backend(tmp_path).translate(exc, "chat")), BackendUnreachableError
+        )
 
 
 def test_ollama_timeout(tmp_path: Path) -> None:
     for exc in ollama_errors(fail(httpx.ReadTimeout("slow"))):
-        error = ollama_backend(tmp_path).translate(exc, "chat")
+        error = asyncio.run(ollama_backend(tmp_path).translate(exc, "chat"))
         assert isinstance(error, BackendTimeoutError)
         assert "did not answer within 30s" in str(error)
         assert "raise timeout under [backends.ollama]" in str(error)
@@ -329,7 +334,7 @@ def llamacpp_backend(tmp_path: Path) -> Backend:
 
 def test_llamacpp_prompt_too_long(tmp_path: Path) -> None:
     exc = ValueError("Requested tokens (3000) exceed context window of 2048")
-    error = llamacpp_backend(tmp_path).translate(exc, "chat")
+    error = asyncio.run(llamacpp_backend(tmp_path).translate(exc, "chat"))
     assert isinstance(error, ContextWindowError)
     message = str(error)
     assert "Requested tokens (3000) exceed context window of 2048" in message
@@ -337,7 +342,10 @@ def test_llamacpp_prompt_too_long(tmp_path: Path) -> None:
 
 
 def test_llamacpp_other_errors_are_not_translated(tmp_path: Path) -> None:
-    assert llamacpp_backend(tmp_path).translate(ValueError("bad sampling"), "chat") is None
+    assert (
+        asyncio.run(llamacpp_backend(tmp_path).translate(ValueError("bad sampling"), "chat"))
+        is None
+    )
 
 
 def test_llamacpp_missing_model_file_names_the_fix(tmp_path: Path) -> None:
@@ -351,12 +359,16 @@ def test_every_translated_error_is_a_backend_error_with_exit_code_3(
     tmp_path: Path, closed_url: str
 ) -> None:
     errors = [
-        backend("vllm", closed_url, tmp_path).translate(
-            openai_error(answer(404, VLLM_UNKNOWN_MODEL), "sdk"), "chat"
+        asyncio.run(
+            backend("vllm", closed_url, tmp_path).translate(
+                openai_error(answer(404, VLLM_UNKNOWN_MODEL), "sdk"), "chat"
+            )
         ),
-        ollama_backend(tmp_path).translate(httpx.ConnectError("x"), "chat"),
-        llamacpp_backend(tmp_path).translate(
-            ValueError("Requested tokens (3000) exceed context window of 2048"), "chat"
+        asyncio.run(ollama_backend(tmp_path).translate(httpx.ConnectError("x"), "chat")),
+        asyncio.run(
+            llamacpp_backend(tmp_path).translate(
+                ValueError("Requested tokens (3000) exceed context window of 2048"), "chat"
+            )
         ),
     ]
     assert all(isinstance(e, BackendError) and e.exit_code == 3 for e in errors)

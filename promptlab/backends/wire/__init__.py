@@ -1,0 +1,109 @@
+"""Wire formats: how promptlab speaks a model server's HTTP API, apart from which server it is.
+
+One module per API, each with the one request builder, the one stream parser and the one
+HTTP-failure mapping that everything speaking that API uses: the backends' LangChain models,
+the serving fast path (:class:`ChatClient`) and ``bench --raw``. A third-party backend whose
+server speaks one of these APIs builds on the same helpers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+from langchain_core.messages import BaseMessage
+
+from promptlab.backends._http import describe_failure
+from promptlab.errors import BackendTimeoutError, BackendUnreachableError, PromptlabError
+
+Message = dict[str, str]
+OnText = Callable[[str], None]
+ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+
+
+def as_messages(messages: Sequence[BaseMessage]) -> list[Message]:
+    """LangChain text messages as chat-API messages (``{"content": ..., "role": ...}``)."""
+    return [{"content": str(m.content), "role": ROLES[m.type]} for m in messages]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A finished chat call: the text and the token counts the server reported (None: unsent)."""
+
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where one logical model is served, and how to word a failure there."""
+
+    server: str
+    url: str
+    model: str
+    logical: str
+    profile: str
+    timeout: float
+    hint: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def timeout_error(self) -> BackendTimeoutError:
+        """The server did not answer in time."""
+        return BackendTimeoutError(
+            f"{self.server} at {self.url} did not answer within {self.timeout:g}s: raise "
+            f"timeout under [backends.{self.profile}]"
+        )
+
+    def unreachable_error(self) -> BackendUnreachableError:
+        """Nothing answers at the URL."""
+        return BackendUnreachableError(f"{self.server} is not reachable at {self.url}: {self.hint}")
+
+    def transport_error(self, exc: httpx.HTTPError) -> PromptlabError:
+        """The error for an httpx failure below HTTP (timeout, refused connection...)."""
+        if isinstance(exc, httpx.TimeoutException):
+            return self.timeout_error()
+        return self.unreachable_error()
+
+
+class ChatClient(ABC):
+    """A pooled raw chat client for one model with fixed sampling: the fast path.
+
+    A backend hands one out (:meth:`~promptlab.backends.base.Backend.chat_client`); the
+    executor runs it in place of the LangChain chat model where no tools are bound, so a
+    flow's result, spans and errors are computed in one place whichever client ran.
+    Failures are raised as promptlab errors.
+    """
+
+    @abstractmethod
+    async def chat(self, messages: Sequence[Message], on_text: OnText | None = None) -> Reply:
+        """One call; with ``on_text`` it streams and passes each text chunk as it arrives."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+
+
+def pooled(site: Site, pool: int | None) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` for ``site`` with ``pool`` connections (None: unbounded)."""
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(site.timeout, connect=min(site.timeout, 5.0)),
+        limits=limits,
+        headers=site.headers,
+    )
+
+
+__all__ = [
+    "ROLES",
+    "ChatClient",
+    "Message",
+    "OnText",
+    "Reply",
+    "Site",
+    "as_messages",
+    "describe_failure",
+    "pooled",
+]
