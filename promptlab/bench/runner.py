@@ -30,10 +30,9 @@ async def check_reachable(backends: Sequence[Backend]) -> None:
     for backend in backends:
         probe = await backend.probe()
         if not probe.ok:
-            hint = getattr(backend, "start_hint", None)
-            fix = hint() if callable(hint) else "start its server, or fix its URL"
             raise BackendUnreachableError(
-                f"backend '{backend.name}' is not reachable at {probe.url} ({probe.detail}): {fix}"
+                f"backend '{backend.name}' is not reachable at {probe.url} ({probe.detail}): "
+                f"{backend.start_hint()}"
             )
 
 

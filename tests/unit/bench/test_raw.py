@@ -1,4 +1,4 @@
-"""Raw-mode clients against in-process streaming stubs (httpx.MockTransport)."""
+"""Raw mode through each backend's raw chat client, against in-process streaming stubs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from promptlab.backends import create_backend
-from promptlab.bench.raw import PROMPTS, OllamaRaw, OpenAIRaw, RawTarget, raw_class
+from promptlab.bench.raw import PROMPTS, RawTarget, raw_class, raw_client
 from promptlab.config import Profile
 from promptlab.errors import UserError
 from tests.unit.fakes import FakeBackend
@@ -54,11 +54,12 @@ def sse_events(texts: list[str], completion_tokens: int | None) -> list[bytes]:
     return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
 
 
-def target(cls: type[RawTarget], kind: str, handler: Any, url: str) -> RawTarget:
+def target(kind: str, handler: Any, url: str) -> RawTarget:
     profile = Profile(name=kind, kind=kind, url=url, models={"chat": "m"})
     backend = create_backend(profile, Path.cwd())
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return cls(backend, max_tokens=7, client=client)
+    client = raw_client(backend, max_tokens=7)
+    client._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))  # type: ignore[attr-defined]
+    return RawTarget(backend, max_tokens=7, client=client)
 
 
 def run(t: RawTarget, index: int = 0):  # type: ignore[no-untyped-def]
@@ -79,7 +80,7 @@ def test_ollama_tokens_come_from_eval_count_and_gaps_from_chunks() -> None:
         assert request.url.path == "/api/chat"
         return httpx.Response(200, stream=Chunks(ollama_lines(["Hel", "lo", " you"], 5), 0.02))
 
-    r = run(target(OllamaRaw, "ollama", handler, "http://ollama:11434"), index=17)
+    r = run(target("ollama", handler, "http://ollama:11434"), index=17)
     assert r.ok and r.output_tokens == 5 and r.input_tokens == 12  # server counts, not chunks
     assert r.ttft_s is not None and r.ttft_s >= 0.02
     assert len(r.itl_s) == 2 and all(gap >= 0.02 for gap in r.itl_s)
@@ -97,28 +98,29 @@ def test_openai_asks_for_usage_and_reads_it() -> None:
         assert request.url.path == "/v1/chat/completions"
         return httpx.Response(200, stream=Chunks(sse_events(["a", "b", "c", "d"], 6), 0.0))
 
-    r = run(target(OpenAIRaw, "vllm", handler, "http://vllm:8000/v1"))
+    r = run(target("vllm", handler, "http://vllm:8000/v1"))
     assert r.ok and (r.input_tokens, r.output_tokens) == (9, 6)
     assert len(r.itl_s) == 3
     assert seen[0]["stream_options"] == {"include_usage": True}
-    assert seen[0]["max_tokens"] == 7 and seen[0]["model"] == "m"
+    assert seen[0]["max_completion_tokens"] == 7 and seen[0]["model"] == "m"
+    assert seen[0]["temperature"] == 0
 
 
 @pytest.mark.parametrize(
     ("response", "error"),
     [
-        (httpx.Response(404, json={"error": "model 'm' not found"}), "HTTP 404"),
+        (httpx.Response(404, json={"error": "model 'm' not found"}), "run `ollama pull m`"),
         (httpx.Response(200, stream=Chunks([b'{"error": "out of memory"}\n'], 0)), "out of memory"),
     ],
 )
 def test_ollama_errors_are_failed_records(response: httpx.Response, error: str) -> None:
-    r = run(target(OllamaRaw, "ollama", lambda _: response, "http://ollama:11434"))
+    r = run(target("ollama", lambda _: response, "http://ollama:11434"))
     assert not r.ok and r.error is not None and error in r.error
 
 
 def test_a_stream_without_usage_is_a_failure_not_zero_tokens() -> None:
     handler = lambda _: httpx.Response(200, stream=Chunks(sse_events(["a"], None), 0))  # noqa: E731
-    r = run(target(OpenAIRaw, "vllm", handler, "http://vllm:8000/v1"))
+    r = run(target("vllm", handler, "http://vllm:8000/v1"))
     assert not r.ok and r.error == "the stream ended without token usage"
 
 
@@ -126,14 +128,13 @@ def test_connection_refused_is_a_failed_record() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    r = run(target(OpenAIRaw, "vllm", handler, "http://vllm:8000/v1"))
-    assert not r.ok and r.error == "ConnectError: connection refused"
+    r = run(target("vllm", handler, "http://vllm:8000/v1"))
+    assert not r.ok and r.error is not None
+    assert r.error.startswith("vLLM is not reachable at http://vllm:8000/v1")
 
 
-def test_raw_mode_needs_a_server_kind() -> None:
-    assert (
-        raw_class(create_backend(Profile(name="o", kind="ollama", url="http://x"), Path()))
-        is OllamaRaw
-    )
-    with pytest.raises(UserError, match="use an ollama, vllm or openai backend"):
+def test_raw_mode_needs_a_backend_with_a_raw_client() -> None:
+    profile = Profile(name="o", kind="ollama", url="http://x", models={"chat": "m"})
+    assert raw_class(create_backend(profile, Path())) is RawTarget
+    with pytest.raises(UserError, match="backend 'fake' has no raw chat client"):
         raw_class(FakeBackend())

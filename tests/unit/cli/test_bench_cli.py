@@ -73,7 +73,7 @@ def test_bench_a_flow_writes_the_table_json_and_png(
             ["--raw", "-b", "deadollama"],
             "backend 'deadollama' is not reachable at http://127.0.0.1:9",
         ),
-        (["--raw", "-b", "fake"], "--raw talks to model servers over HTTP"),
+        (["--raw", "-b", "fake"], "backend 'fake' has no raw chat client"),
         (["qa.py", "--raw"], "--raw benches the model without a flow"),
         ([], "give a flow"),
         (["qa.py", "--concurrency", "1,x"], "--concurrency '1,x': give numbers"),
