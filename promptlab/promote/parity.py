@@ -2,6 +2,9 @@
 
 - chat template: the same messages rendered by both sides, compared as text and token ids;
 - sampling: each prompt's parameters as both servers will apply them, defaults included;
+
+Each side's rendering, tokenizer, defaults and window come from its backend's capabilities;
+what a backend cannot show is reported as not observable on it, never guessed.
 - embeddings: dev and prod vectors of the frozen corpus, and retrieval on the suite's queries;
 - structured output and tools: the flow's schemas and tool calls on prod.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
@@ -22,27 +25,10 @@ from promptlab.declare.flow import Flow
 from promptlab.declare.prompt import Prompt
 from promptlab.eval.results import CaseResult
 from promptlab.eval.suite import Suite
-from promptlab.promote.templates import Message, dev_render, prod_render, prod_tokens
 from promptlab.runtime.executor import Executor
 
 Status = Literal["pass", "warn", "fail"]
-
-# What each server does with a parameter the prompt leaves unset (Ollama's documented
-# defaults; vLLM's OpenAI defaults when the model ships no generation_config values).
-OLLAMA_DEFAULTS: dict[str, Any] = {
-    "temperature": 0.8,
-    "top_p": 0.9,
-    "top_k": 40,
-    "repetition_penalty": 1.1,
-    "max_tokens": "unlimited",
-}
-VLLM_DEFAULTS: dict[str, Any] = {
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "top_k": "off",
-    "repetition_penalty": 1.0,
-    "max_tokens": "rest of max-model-len",
-}
+Message = dict[str, str]
 COSINE_PASS, COSINE_WARN = 0.99, 0.95
 
 
@@ -92,19 +78,22 @@ def _first_difference(a: str, b: str) -> str:
 
 async def _compare_render(
     label: str, messages: list[Message], dev: Backend, prod: Backend, logical: str
-) -> tuple[bool, list[str]]:
-    served = prod.spec(logical).label
-    ours = await prod_render(prod.url(logical), served, messages)
-    theirs = await dev_render(dev, logical, messages)
+) -> tuple[bool | None, list[str]]:
+    """Whether both sides render ``messages`` the same (None: a side cannot show it)."""
+    ours = await prod.render(logical, messages)
+    theirs = await dev.render(logical, messages)
+    unseen = [b.name for b, r in ((dev, theirs), (prod, ours)) if not r.observable]
+    if unseen:
+        return None, [f"{label}: the rendering is not observable on {', '.join(unseen)}"]
     counted = f"{theirs.count} tokens, " if theirs.count is not None else ""
     evidence = [f"{label}: prod {ours.count} tokens ({ours.how}); dev {counted}{theirs.how}"]
     same = True
     if theirs.text is not None and ours.text is not None:
-        dev_ids = await prod_tokens(prod.url(logical), served, theirs.text)
         if theirs.text != ours.text:
             same = False
             evidence.append(f"{label}: text differs {_first_difference(theirs.text, ours.text)}")
-        if dev_ids != ours.tokens:
+        dev_ids = await prod.tokenize(logical, theirs.text)
+        if dev_ids is not None and ours.tokens is not None and dev_ids != ours.tokens:
             same = False
             evidence.append(
                 f"{label}: token ids differ: dev {len(dev_ids)} tokens, prod {ours.count}"
@@ -115,8 +104,6 @@ async def _compare_render(
             f"{label}: dev counts {theirs.count} prompt tokens, prod {ours.count} "
             f"({ours.count - theirs.count:+d}); prod renders {(ours.text or '')[:160]!r}"
         )
-    if theirs.text is None and theirs.count is None:
-        evidence.append(f"{label}: the dev side's rendering cannot be observed")
     return same, evidence
 
 
@@ -125,23 +112,32 @@ async def check_templates(flow: Flow, dev: Backend, prod: Backend) -> list[Check
     checks = []
     for logical in dict.fromkeys(p.model for p in flow.prompts):
         failing: list[str] = []
+        unseen: list[str] = []
         evidence: list[str] = []
         for prompt in (p for p in flow.prompts if p.model == logical):
             same, shown = await _compare_render(
                 f"prompt {prompt.name}", prompt_shapes(prompt), dev, prod, logical
             )
             evidence += shown
-            if not same:
+            if same is None:
+                unseen.append(f"prompt {prompt.name}")
+            elif not same:
                 failing.append(f"prompt {prompt.name}")
         warning: list[str] = []
         for label, messages in PROBES.items():
             same, shown = await _compare_render(label, messages, dev, prod, logical)
             evidence += shown
-            if not same:
+            if same is False:
                 warning.append(label)
         if failing:
             status: Status = "fail"
             summary = f"{', '.join(failing)} render differently on dev and prod"
+        elif unseen:
+            status = "warn"
+            summary = (
+                f"{', '.join(unseen)}: the rendering is not observable on one side (see the "
+                "evidence), so it cannot be compared"
+            )
         elif warning:
             status = "warn"
             summary = (
@@ -158,8 +154,19 @@ async def check_templates(flow: Flow, dev: Backend, prod: Backend) -> list[Check
     return checks
 
 
+def _default(backend: Backend, key: str) -> str:
+    defaults = backend.sampling_defaults()
+    if defaults is None or key not in defaults:
+        return f"{backend.name}'s default (not observable on {backend.name})"
+    return f"{backend.name} uses {defaults[key]}"
+
+
 def check_sampling(
-    flow: Flow, dev: Backend, prod_window: dict[str, int | None], baseline: Sequence[CaseResult]
+    flow: Flow,
+    dev: Backend,
+    prod: Backend,
+    prod_window: dict[str, int | None],
+    baseline: Sequence[CaseResult],
 ) -> Check:
     """Each prompt's parameters on both servers; context windows; dev truncation."""
     evidence: list[str] = []
@@ -172,35 +179,38 @@ def check_sampling(
             if value is None and not (greedy and key in ("top_p", "top_k")):
                 status = "warn"
                 evidence.append(
-                    f"prompt {prompt.name}: {key} unset: Ollama uses {OLLAMA_DEFAULTS[key]}, "
-                    f"vLLM {VLLM_DEFAULTS[key]}: set it in the prompt"
+                    f"prompt {prompt.name}: {key} unset: {_default(dev, key)}, "
+                    f"{_default(prod, key)}: set it in the prompt"
                 )
         if s.repetition_penalty not in (None, 1.0):
             status = "warn"
             evidence.append(
-                f"prompt {prompt.name}: repetition_penalty {s.repetition_penalty} means Ollama's "
-                "repeat_penalty over the last 64 tokens but vLLM's over prompt and output"
+                f"prompt {prompt.name}: repetition_penalty {s.repetition_penalty} is applied "
+                "differently by servers (Ollama's repeat_penalty covers the last 64 tokens, "
+                "vLLM's the prompt and output): check it on prod"
             )
         evidence.append(
             f"prompt {prompt.name}: sent to both as "
             + ", ".join(f"{k}={v}" for k, v in s.model_dump(exclude_none=True).items() if v != ())
         )
     for logical in dict.fromkeys(p.model for p in flow.prompts):
-        num_ctx = getattr(dev, "num_ctx", lambda _: None)(logical)
+        num_ctx = dev.context_window(logical)
         window = prod_window.get(logical)
         if num_ctx and window and window < num_ctx:
             status = "fail"
             evidence.append(
-                f"{logical}: prod max-model-len {window} < dev num_ctx {num_ctx}: prompts that "
-                "fit on dev are refused on prod: raise max_model_len in [promote.models]"
+                f"{logical}: prod max-model-len {window} < dev context window {num_ctx}: prompts "
+                "that fit on dev are refused on prod: raise max_model_len in [promote.models]"
             )
         elif num_ctx:
-            evidence.append(f"{logical}: dev num_ctx {num_ctx}, prod max-model-len {window}")
+            evidence.append(f"{logical}: dev context window {num_ctx}, prod max-model-len {window}")
+        else:
+            evidence.append(f"{logical}: the context window is not observable on {dev.name}")
     cut = [r.case_id for r in baseline if r.error and "silently cut" in r.error]
     if cut:
         status = "fail"
         evidence.append(
-            f"Ollama truncated the prompt of {len(cut)} dev case(s) at num_ctx "
+            f"{dev.name} truncated the prompt of {len(cut)} dev case(s) at its context window "
             f"({', '.join(cut[:5])}): the dev baseline is not what prod will see"
         )
     summary = {
@@ -296,7 +306,7 @@ async def check_outputs(flow: Flow, suite: Suite, prod: Backend, state_dir: Path
     if calls:
         evidence.append(f"tool calls: {'; '.join(calls)}")
     for agent in (s for s in flow.steps if isinstance(s, Agent)):
-        native = executor.native_tools(agent)
+        native = await executor.native_tools(agent)
         evidence.append(
             f"agent {agent.name}: {'native tool calls' if native else 'JSON tool loop'} on prod"
             + ("" if native else " (set tool_call_parser in [promote.models] for native calls)")

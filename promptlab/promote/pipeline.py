@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from promptlab.backends import create_backend
-from promptlab.backends._http import get_json
 from promptlab.backends.base import Backend
 from promptlab.config import Settings, load_settings
 from promptlab.declare.flow import Flow
@@ -33,7 +32,6 @@ from promptlab.promote import parity
 from promptlab.promote.launch import launched
 from promptlab.promote.lock import Lock, build_lock, lock_dir, vllm_args, write_lock
 from promptlab.promote.report import Report
-from promptlab.promote.templates import dev_template
 from promptlab.runtime.loader import load_flow
 from promptlab.tracking.evals import file_hash
 from promptlab.tracking.traces import _mlflow, open_store
@@ -184,20 +182,15 @@ async def _freeze(
 ) -> Lock:
     digests: dict[str, str] = {}
     templates: dict[str, str] = {}
-    versions: dict[str, str] = {}
     chats = {p.model for p in flow.prompts}
-    if dev.kind == "ollama":
-        tags = await get_json(f"{dev.url()}/api/tags")
-        by_name = {m["name"].removesuffix(":latest"): m["digest"] for m in tags.get("models", [])}
-        for logical in flow.models:
-            digests[logical] = by_name.get(dev.spec(logical).label.removesuffix(":latest"), "?")
-        versions["ollama"] = str((await get_json(f"{dev.url()}/api/version"))["version"])
+    for logical in flow.models:
+        found = await dev.model_digest(logical)
+        if found is not None:
+            digests[logical] = found
+    versions = {**await dev.server_version(), **await prod.server_version()}
     for logical in chats:
-        templates[f"dev.{logical}"] = await dev_template(dev, logical)
+        templates[f"dev.{logical}"] = await dev.chat_template(logical) or ""
         templates[f"prod.{logical}"] = _prod_template(settings, logical)
-    with contextlib.suppress(Exception):
-        root = prod.url().rstrip("/").removesuffix("/v1")
-        versions["vllm"] = str((await get_json(f"{root}/version"))["version"])
     margins = dict(suite.margins)
     return build_lock(
         flow,
@@ -237,7 +230,7 @@ async def _parity(
         for logical in flow.models
     }
     checks = await parity.check_templates(flow, dev, prod)
-    checks.append(parity.check_sampling(flow, dev, windows, baseline))
+    checks.append(parity.check_sampling(flow, dev, prod, windows, baseline))
     checks += await parity.check_embeddings(flow, suite, dev, prod, settings.state_dir)
     checks.append(await parity.check_outputs(flow, suite, prod, settings.state_dir))
     return checks
