@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
 from promptlab.declare.flow import Flow
-from promptlab.runtime.executor import Executor, OnToken
+from promptlab.runtime.executor import Executor
 from promptlab.runtime.result import RunResult
-from promptlab.serve.direct import DirectPrompt
 from promptlab.serve.target import Target
 from promptlab.serve.tracing import Tracer
 
 _END = object()
 
 
-class Runner(Protocol):
-    """What runs a flow: the executor, or the direct path for one-prompt flows."""
-
-    async def run(self, inputs: Any, on_token: OnToken | None = None) -> RunResult:
-        """Run once; the result carries the output or the error."""
-        ...
-
-
 class FlowService:
     """The served flows on their backend, each run bounded by ``timeout`` seconds.
 
-    A one-prompt flow on an OpenAI-compatible backend runs on :class:`DirectPrompt` (one
-    raw HTTP call); any other on an :class:`Executor`. Both keep their connection pools
-    across requests; ``pool`` bounds the direct path's connections.
+    Each flow runs on an :class:`Executor` on the fast path: its prompts go through the
+    backend's raw chat client where it has one (one HTTP call, no LangChain), over a
+    connection pool of ``pool`` kept across requests.
     """
 
     def __init__(
@@ -39,15 +30,9 @@ class FlowService:
         self.timeout = timeout
         self.tracer = tracer
         self.executors = {
-            name: Executor(flow, target.backend, target.settings.state_dir)
+            name: Executor(flow, target.backend, target.settings.state_dir, fast_pool=pool)
             for name, flow in target.flows.items()
         }
-        self.direct = {
-            name: direct
-            for name, flow in target.flows.items()
-            if (direct := DirectPrompt.for_flow(flow, target.backend, pool)) is not None
-        }
-        self.runners: dict[str, Runner] = {**self.executors, **self.direct}
 
     @property
     def flows(self) -> dict[str, Flow]:
@@ -57,18 +42,18 @@ class FlowService:
     async def invoke(self, name: str, inputs: Any) -> RunResult:
         """Run a flow once; raises the error that ended it (TimeoutError past the deadline)."""
         async with asyncio.timeout(self.timeout):
-            result = await self.runners[name].run(inputs)
+            result = await self.executors[name].run(inputs)
         self._trace(result)
         return result.raise_for_error()
 
     def stream(self, name: str, inputs: Any) -> TokenStream:
         """Start a run whose last step's tokens are read from the returned stream."""
-        return TokenStream(self, self.runners[name], inputs)
+        return TokenStream(self, self.executors[name], inputs)
 
     async def aclose(self) -> None:
-        """Close the direct paths' connection pools."""
-        for direct in self.direct.values():
-            await direct.aclose()
+        """Close the fast path's connection pools."""
+        for executor in self.executors.values():
+            await executor.aclose()
 
     def _trace(self, result: RunResult) -> None:
         if self.tracer is not None:
@@ -78,12 +63,12 @@ class FlowService:
 class TokenStream:
     """A running flow's tokens, each yielded as the backend sends it (never merged)."""
 
-    def __init__(self, service: FlowService, executor: Runner, inputs: Any) -> None:
+    def __init__(self, service: FlowService, executor: Executor, inputs: Any) -> None:
         self._service = service
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task = asyncio.create_task(self._run(executor, inputs))
 
-    async def _run(self, executor: Runner, inputs: Any) -> RunResult:
+    async def _run(self, executor: Executor, inputs: Any) -> RunResult:
         try:
             async with asyncio.timeout(self._service.timeout):
                 result = await executor.run(inputs, on_token=self._queue.put_nowait)

@@ -1,4 +1,9 @@
-"""The direct path for one-prompt flows: the same request as ChatOpenAI, chunks as they come."""
+"""Serving's fast path: the executor on a backend's raw chat client.
+
+The raw client sends the very request ChatOpenAI sends (both are built by the one wire
+module), forwards chunks as they come, and the executor computes the result, spans and
+errors as on any other path.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +24,11 @@ from promptlab.config import Profile, Settings
 from promptlab.errors import (
     BackendHTTPError,
     BackendUnreachableError,
+    ContextWindowError,
     ModelNotFoundError,
     OutputValidationError,
 )
 from promptlab.runtime.executor import Executor
-from promptlab.serve.direct import DirectPrompt
 from promptlab.serve.service import FlowService
 from promptlab.serve.target import Target
 from tests.unit.serve.helpers import FLOWS, chat_flow, triage_flow
@@ -84,6 +89,18 @@ def chat_openai_body(
     return json.loads(sent[0])
 
 
+def fast_path_body(flow: Flow, backend: OpenAIBackend, inputs: dict[str, Any], stream: bool) -> Any:
+    """The body the executor's fast path sends (captured by a mock transport)."""
+    sent: list[bytes] = []
+
+    def capture(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        raise httpx.ConnectError("refused", request=request)
+
+    run_fast(flow, backend, capture, inputs, stream)
+    return json.loads(sent[0])
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize(
     ("flow", "inputs"),
@@ -94,24 +111,47 @@ def chat_openai_body(
     ],
     ids=["chat", "triage", "tuned"],
 )
-def test_the_direct_body_is_the_one_chat_openai_sends(
+def test_the_fast_path_sends_the_body_chat_openai_sends(
     tmp_path: Path, flow: Callable[[], Flow], inputs: dict[str, Any], stream: bool
 ) -> None:
     f = flow()
     backend = vllm_backend(tmp_path)
-    direct = DirectPrompt.for_flow(f, backend, pool=4)
-    assert direct is not None
-    assert direct.body(f.validate_input(inputs), stream) == chat_openai_body(
+    assert fast_path_body(f, backend, inputs, stream) == chat_openai_body(
         f, backend, inputs, stream
     )
 
 
-def test_only_one_prompt_flows_on_openai_backends_go_direct(tmp_path: Path) -> None:
+def test_every_served_flow_runs_on_an_executor_on_the_fast_path(tmp_path: Path) -> None:
     support = load_flow(str(FLOWS / "support_bot.py"))
     flows = {f.name: f for f in (chat_flow(), support)}
     service = FlowService(Target(flows, vllm_backend(tmp_path), Settings(root=tmp_path)), 5)
-    assert sorted(service.direct) == ["chat"]
-    assert isinstance(service.runners["support_bot"], Executor)
+    assert sorted(service.executors) == ["chat", "support_bot"]
+    assert all(e.fast_pool == 256 for e in service.executors.values())
+
+
+def run_fast(
+    flow: Flow,
+    backend: Any,
+    handler: Callable[[httpx.Request], httpx.Response],
+    inputs: dict[str, Any],
+    stream: bool = False,
+) -> tuple[Any, list[str]]:
+    """Run ``flow`` on the fast path, its raw client's HTTP answered by ``handler``."""
+    executor = Executor(flow, backend, backend.root, fast_pool=4)
+    prompt = flow.steps[-1]
+    assert isinstance(prompt, Prompt)
+    tokens: list[str] = []
+
+    async def go() -> Any:
+        client = executor.chat_client(prompt.model, prompt.sampling, prompt.json_schema)
+        assert client is not None
+        client._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))  # type: ignore[attr-defined]
+        try:
+            return await executor.run(inputs, tokens.append if stream else None)
+        finally:
+            await executor.aclose()
+
+    return asyncio.run(go()), tokens
 
 
 def run_direct(
@@ -121,18 +161,7 @@ def run_direct(
     tmp_path: Path,
     stream: bool = False,
 ) -> tuple[Any, list[str]]:
-    direct = DirectPrompt.for_flow(flow, vllm_backend(tmp_path), pool=4)
-    assert direct is not None
-    tokens: list[str] = []
-
-    async def run() -> Any:
-        direct._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        try:
-            return await direct.run(inputs, tokens.append if stream else None)
-        finally:
-            await direct.aclose()
-
-    return asyncio.run(run()), tokens
+    return run_fast(flow, vllm_backend(tmp_path), handler, inputs, stream)
 
 
 def sse(*chunks: dict[str, Any]) -> bytes:
@@ -158,7 +187,9 @@ def test_streamed_chunks_are_forwarded_one_by_one(tmp_path: Path) -> None:
     assert result.raise_for_error().output == "Paris."
     assert (result.usage.input_tokens, result.usage.output_tokens) == (7, 3)
     assert result.ttft_s is not None
-    assert [s.kind for s in result.spans] == ["CHAIN", "CHAT_MODEL"]
+    assert [s.kind for s in result.spans] == ["CHAIN", "CHAIN", "CHAT_MODEL"]
+    assert result.spans[2].attributes["client"] == "fast path"
+    assert result.spans[2].attributes["usage"]["input_tokens"] == 7
 
 
 def test_a_structured_answer_is_parsed_and_checked(tmp_path: Path) -> None:
@@ -201,3 +232,45 @@ def test_failures_read_as_the_backend_translates_them(tmp_path: Path) -> None:
     with pytest.raises(BackendHTTPError) as info:
         busy.raise_for_error()
     assert (info.value.status, info.value.retry_after) == (429, 3.0)
+
+
+def ollama_lines(*chunks: dict[str, Any]) -> bytes:
+    return b"".join(json.dumps(c).encode() + b"\n" for c in chunks)
+
+
+def test_ollama_has_a_fast_path_and_its_checks_still_apply(tmp_path: Path) -> None:
+    profile = Profile(
+        name="ollama",
+        kind="ollama",
+        url="http://127.0.0.1:9",
+        models={"chat": {"name": "smollm2:135m", "context_window": 64}},
+    )
+    backend = create_backend(profile, tmp_path)
+    seen: list[Any] = []
+
+    def answer(input_tokens: int) -> Callable[[httpx.Request], httpx.Response]:
+        def handle(request: httpx.Request) -> httpx.Response:
+            seen.append(json.loads(request.content))
+            return httpx.Response(
+                200,
+                content=ollama_lines(
+                    {"message": {"role": "assistant", "content": "Par"}, "done": False},
+                    {"message": {"role": "assistant", "content": "is"}, "done": False},
+                    {
+                        "message": {"role": "assistant", "content": ""},
+                        "done": True,
+                        "prompt_eval_count": input_tokens,
+                        "eval_count": 2,
+                    },
+                ),
+            )
+
+        return handle
+
+    ok, tokens = run_fast(chat_flow(), backend, answer(10), {"message": "hi"}, stream=True)
+    assert ok.raise_for_error().output == "Paris" and tokens == ["Par", "is"]
+    assert seen[0]["options"]["num_ctx"] == 64 and seen[0]["stream"] is True
+    assert seen[0]["messages"][-1] == {"content": "hi", "role": "user"}
+    cut, _ = run_fast(chat_flow(), backend, answer(64), {"message": "hi"}, stream=True)
+    with pytest.raises(ContextWindowError, match="silently cut"):
+        cut.raise_for_error()
