@@ -1,0 +1,1 @@
+"""Third-party packages the integration tests install through promptlab's entry points."""
