@@ -248,7 +248,9 @@ def promptlab_serve(url: str, model: str) -> Iterator[str]:
         "--log-level",
         "warning",
     ]
-    env = {**os.environ, "PROMPTLAB_API_KEYS": ""}
+    # flows/chat.py needs no embedder: point the profile's embed model at the same server,
+    # so that readiness (which probes every model URL) does not wait for one on port 8001.
+    env = {**os.environ, "PROMPTLAB_API_KEYS": "", "PROMPTLAB_VLLM_EMBED_URL": url}
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
         base = f"http://127.0.0.1:{port}"
