@@ -15,7 +15,7 @@ from promptlab.declare.flow import Flow
 from promptlab.errors import InputError
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.loader import load_flow
-from promptlab.runtime._loop import run_blocking
+from promptlab.runtime.loop import run_blocking
 from promptlab.runtime.result import RunResult
 
 
