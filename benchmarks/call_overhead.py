@@ -59,7 +59,7 @@ from promptlab.backends import create_backend
 from promptlab.backends.openai import OpenAIBackend
 from promptlab.config import Profile
 from promptlab.declare.prompt import Sampling
-from promptlab.runtime._loop import run_sync
+from promptlab.runtime.loop import run_sync
 from promptlab.runtime.runnable import FlowRunnable
 
 GOAL_MS = 0.3

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -285,3 +285,35 @@ def load_settings(
         where, message = first_problem(exc)
         table = "[tool.promptlab] " if source.name == "pyproject.toml" else ""
         raise ConfigError(f"{source}: {table}{where}: {message}: fix this key") from None
+
+
+def backend_settings(
+    start: Path | None = None,
+    backend: str | None = None,
+    url: str | None = None,
+    models: Sequence[str] = (),
+) -> Settings:
+    """The project settings with a backend's URL and ``LOGICAL=NAME`` model overrides applied.
+
+    The command line's ``--backend/--url/--model`` flags end here; so does ``promptlab serve``.
+
+    Example:
+        >>> backend_settings(backend="vllm", models=["chat=qwen3"])  # doctest: +SKIP
+    """
+    base = load_settings(start)
+    name = backend or base.default_backend
+    override: dict[str, Any] = {}
+    if url:
+        override["url"] = url
+    chosen: dict[str, Any] = {}
+    for pair in models:
+        logical, sep, concrete = pair.partition("=")
+        if not sep or not logical or not concrete:
+            raise ConfigError(f"--model {pair!r} is not LOGICAL=NAME: write e.g. -m chat=llama3.2")
+        chosen[logical] = {"name": concrete}
+    if chosen:
+        override["models"] = chosen
+    if not override:
+        return base
+    base.profile(name)
+    return load_settings(start, overrides={"backends": {name: override}})

@@ -200,6 +200,7 @@ def _default_folder(settings: Settings, result: BenchResult) -> Path:
 
 
 def _track(settings: Settings, result: BenchResult, files: dict[str, Path]) -> str:
+    from promptlab.tracking import open_store
     from promptlab.tracking.bench import log_bench
 
-    return log_bench(settings, result, files)
+    return log_bench(open_store(settings), result, files)

@@ -10,29 +10,17 @@ from typing import Any
 
 from promptlab.backends import create_backend
 from promptlab.backends.base import Backend
-from promptlab.config import Settings, load_settings
-from promptlab.errors import ConfigError
+from promptlab.config import Settings, backend_settings
 
 
 def settings_for(args: argparse.Namespace, start: Path | None = None) -> Settings:
     """The project settings with --backend/--url/--model applied."""
-    base = load_settings(start)
-    name = getattr(args, "backend", None) or base.default_backend
-    override: dict[str, Any] = {}
-    if getattr(args, "url", None):
-        override["url"] = args.url
-    models: dict[str, Any] = {}
-    for pair in getattr(args, "model", []) or []:
-        logical, sep, concrete = pair.partition("=")
-        if not sep or not logical or not concrete:
-            raise ConfigError(f"--model {pair!r} is not LOGICAL=NAME: write e.g. -m chat=llama3.2")
-        models[logical] = {"name": concrete}
-    if models:
-        override["models"] = models
-    if not override:
-        return base
-    base.profile(name)
-    return load_settings(start, overrides={"backends": {name: override}})
+    return backend_settings(
+        start,
+        backend=getattr(args, "backend", None),
+        url=getattr(args, "url", None),
+        models=getattr(args, "model", None) or (),
+    )
 
 
 def backend_for(args: argparse.Namespace, start: Path | None = None) -> tuple[Backend, Settings]:

@@ -8,7 +8,6 @@ from pathlib import Path
 from promptlab.cli import report_error
 from promptlab.cli.common import backend_for, print_json
 from promptlab.errors import PromptlabError, UserError
-from promptlab.eval.results import CaseResult
 from promptlab.eval.session import Options, run_suite
 from promptlab.eval.suite import Suite, load_suite, suite_schema
 from promptlab.runtime.loader import load_flow, split_ref
@@ -63,8 +62,11 @@ def _run_suite(suite: Suite, args: argparse.Namespace) -> int:
         tags=tuple(args.tag),
         resume=args.resume,
     )
+    from promptlab.tracking import open_store
+    from promptlab.tracking.evals import EvalRecorder
+
     try:
-        outcome = run_suite(suite, backend, settings, options)
+        outcome = run_suite(suite, backend, settings, options, EvalRecorder(open_store(settings)))
     except KeyboardInterrupt:
         return 2
     if args.json:
@@ -77,21 +79,14 @@ def _run_suite(suite: Suite, args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from promptlab.config import load_settings
     from promptlab.eval.compare import compare
-    from promptlab.tracking.traces import _mlflow, open_store
+    from promptlab.tracking import open_store
+    from promptlab.tracking.evals import load_results
 
     ids = args.targets[1:]
     if len(ids) != 2:
         raise UserError("compare needs two run ids: promptlab eval compare RUN_A RUN_B")
-    settings = load_settings()
-    open_store(settings)
-    mlflow = _mlflow()
-    runs = []
-    for run_id in ids:
-        try:
-            rows = mlflow.artifacts.load_dict(f"runs:/{run_id}/results.json")
-        except Exception:
-            raise UserError(f"run {run_id} has no eval results: give ids printed by eval") from None
-        runs.append([CaseResult.model_validate(r) for r in rows])
+    store = open_store(load_settings())
+    runs = [load_results(store, run_id) for run_id in ids]
     deltas = compare(runs[0], runs[1])
     if args.json:
         print_json({"a": ids[0], "b": ids[1], "scorers": [d.model_dump() for d in deltas]})

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 from promptlab.cli.common import backend_for, print_json
 from promptlab.declare.flow import Flow
 from promptlab.errors import InputError
-from promptlab.runtime._loop import run_blocking
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.loader import load_flow
+from promptlab.runtime.loop import run_blocking
 from promptlab.runtime.result import RunResult
 
 
@@ -86,10 +86,10 @@ def summary(result: RunResult, trace_id: str | None) -> str:
 def _track(result: RunResult, settings: Any, enabled: bool) -> str | None:
     if not enabled:
         return None
-    from promptlab.tracking import log_trace
+    from promptlab.tracking import open_store
 
     try:
-        return log_trace(result, settings)
+        return open_store(settings).log_trace(result)
     except Exception as exc:
         print(f"warning: trace not recorded ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None

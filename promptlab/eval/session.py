@@ -1,15 +1,21 @@
-"""One eval run of a suite on a backend: cases run, scored, journaled, gated and tracked."""
+"""One eval run of a suite on a backend: cases run, scored, journaled, gated and recorded.
+
+The eval layer does not know where runs are recorded: ``run_suite`` records through a
+:class:`Recorder` its caller gives (``promptlab.tracking.EvalRecorder`` on the tracking store).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from promptlab.backends.base import Backend
 from promptlab.config import Settings
+from promptlab.declare.flow import Flow
 from promptlab.errors import UserError
 from promptlab.eval.aggregate import GateResult, Metric, check_gates, metrics, worst
 from promptlab.eval.results import CaseResult, Journal
@@ -22,9 +28,10 @@ from promptlab.eval.runner import (
     select,
 )
 from promptlab.eval.suite import Stage, Suite
+from promptlab.hashing import file_hash
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.loader import load_flow, split_ref
-from promptlab.tracking.evals import abort_run, file_hash, finish_run, register_prompts, start_run
+from promptlab.runtime.result import RunResult
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,39 @@ class Options:
     extra_params: tuple[tuple[str, str], ...] = ()
 
 
-def run_suite(suite: Suite, backend: Backend, settings: Settings, options: Options) -> Outcome:
-    """Run every selected case, check the stage's gates, and track it all in MLflow.
+class Recorder(Protocol):
+    """Where an eval run is recorded: opened (or resumed), finished, or aborted."""
+
+    def start(self, name: str, params: dict[str, Any], resume: str | None) -> str:
+        """Open a run with these params, or reopen ``resume``; returns the run id."""
+        ...
+
+    def register_prompts(self, flow: Flow, flow_hash: str) -> dict[str, int]:
+        """Record the flow's prompts; returns prompt name -> version."""
+        ...
+
+    def finish(
+        self,
+        run_id: str,
+        table: dict[str, Metric],
+        results: Sequence[CaseResult],
+        gates: Sequence[GateResult],
+        stage: str,
+        traces: Sequence[RunResult],
+        scorer_calls: Sequence[dict[str, Any]],
+    ) -> None:
+        """Record metrics, results, gate verdicts and traces; close the run."""
+        ...
+
+    def abort(self, run_id: str) -> None:
+        """Close the run as interrupted (it can be resumed)."""
+        ...
+
+
+def run_suite(
+    suite: Suite, backend: Backend, settings: Settings, options: Options, recorder: Recorder
+) -> Outcome:
+    """Run every selected case, check the stage's gates, and record it all with ``recorder``.
 
     Raises EvalAborted (with the command that resumes the run) when the backend keeps failing.
     """
@@ -69,7 +107,7 @@ def run_suite(suite: Suite, backend: Backend, settings: Settings, options: Optio
         "scorers": [s.spec.model_dump(exclude_none=True) for s in scorers],
         **dict(options.extra_params),
     }
-    run_id = start_run(settings, f"{suite.name} on {backend.name}", params, options.resume)
+    run_id = recorder.start(f"{suite.name} on {backend.name}", params, options.resume)
     journal = Journal(settings.state_dir / "evals" / f"{run_id}.jsonl")
     done = journal.read()
     finished = {r.key for r in done}
@@ -96,22 +134,21 @@ def run_suite(suite: Suite, backend: Backend, settings: Settings, options: Optio
     try:
         asyncio.run(runner.run(todo))
     except EvalAborted as exc:
-        abort_run()
+        recorder.abort(run_id)
         finished_now = len(done) + len(runner.runs)
         raise EvalAborted(
             f"{exc}; stopped with {finished_now}/{total} results kept: fix the backend, then "
             f"`{resume}`"
         ) from None
     except KeyboardInterrupt:
-        abort_run()
+        recorder.abort(run_id)
         print(f"\ninterrupted: continue with `{resume}`", file=sys.stderr)
         raise
     results = done + [r for r, _ in runner.runs]
     table = metrics(results, [s.spec.name for s in scorers])
     gates = check_gates(suite.gates.get(options.stage, ()), table)
-    register_prompts(flow, flow_hash)
-    finish_run(
-        settings,
+    recorder.register_prompts(flow, flow_hash)
+    recorder.finish(
         run_id,
         table,
         results,

@@ -21,7 +21,7 @@ from promptlab.config import Promotion, Settings
 from promptlab.declare.flow import Flow
 from promptlab.errors import UserError
 from promptlab.eval.suite import Suite
-from promptlab.tracking.evals import file_hash
+from promptlab.hashing import file_hash
 
 LOCK_NAME = "promptlab.lock.json"
 PACKAGES = ("promptlab", "pydantic", "langchain-core", "langchain-openai", "langchain-ollama")

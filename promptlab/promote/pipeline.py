@@ -28,13 +28,14 @@ from promptlab.eval.compare import non_inferiority
 from promptlab.eval.results import CaseResult
 from promptlab.eval.session import Options, Outcome, run_suite
 from promptlab.eval.suite import Suite
+from promptlab.hashing import file_hash
 from promptlab.promote import parity
 from promptlab.promote.launch import launched
 from promptlab.promote.lock import Lock, build_lock, lock_dir, vllm_args, write_lock
 from promptlab.promote.report import Report
 from promptlab.runtime.loader import load_flow
-from promptlab.tracking.evals import file_hash
-from promptlab.tracking.traces import _mlflow, open_store
+from promptlab.tracking import open_store, tracked_run
+from promptlab.tracking.evals import EvalRecorder, latest_passing_eval, load_results
 
 Say = Callable[[str], None]
 
@@ -82,7 +83,8 @@ def promote(request: Request, settings: Settings, say: Say = _say) -> Report:
             say(f"prod eval on {prod.name} (stage prod) ...")
             extra = (("lock_hash", lock.digest), ("promotion", lock.version))
             prod_options = Options(stage="prod", limit=request.limit, extra_params=extra)
-            report.prod = run_suite(suite, prod, prod_settings, prod_options)
+            recorder = EvalRecorder(open_store(prod_settings))
+            report.prod = run_suite(suite, prod, prod_settings, prod_options, recorder)
             report.non_inferiority = non_inferiority(baseline[1], report.prod.results, lock.margins)
             report.refused = _refusal(report)
         timings["checks and gates"] = time.monotonic() - started - sum(timings.values())
@@ -110,32 +112,24 @@ def _baseline(
     flow: Flow, suite: Suite, dev: Backend, settings: Settings, options: Options, say: Say
 ) -> tuple[Outcome, list[CaseResult]]:
     """The latest passing dev eval of this flow and suite on dev, or a fresh one."""
-    mlflow = _mlflow()
-    experiment = open_store(settings)
+    store = open_store(settings)
     flow_hash = file_hash(Path(suite.flow_ref.partition("@")[0]))
     total = len(suite.cases())
     cases = total if options.limit is None else min(options.limit, total)
-    found = mlflow.search_runs(
-        experiment_ids=[experiment],
-        filter_string=(
-            f"params.flow_hash = '{flow_hash}' and params.suite_hash = '{suite.fingerprint()}' "
-            f"and params.backend = '{dev.name}' and params.stage = 'dev' "
-            f"and params.cases = '{cases}' and tags.`promptlab.gates.dev` = 'pass' "
-            "and attributes.status = 'FINISHED'"
-        ),
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
-    if found:
-        run_id = found[0].info.run_id
+    wanted = {
+        "flow_hash": flow_hash,
+        "suite_hash": suite.fingerprint(),
+        "backend": dev.name,
+        "cases": str(cases),
+    }
+    run_id = latest_passing_eval(store, wanted, stage="dev")
+    if run_id is not None:
         say(f"dev baseline: passing dev eval {run_id}")
-        rows = mlflow.artifacts.load_dict(f"runs:/{run_id}/results.json")
-        results = [CaseResult.model_validate(r) for r in rows]
+        results = load_results(store, run_id)
         table = metrics(results, [s.name for s in suite.scorers])
         return Outcome(suite.name, run_id, dev.name, "dev", table, [], results), results
     say(f"dev baseline: no passing dev eval of this flow and suite yet; running it on {dev.name}")
-    outcome = run_suite(suite, dev, settings, options)
+    outcome = run_suite(suite, dev, settings, options, EvalRecorder(store))
     if not outcome.passed:
         failing = ", ".join(str(g.gate) for g in outcome.gates if not g.passed)
         raise UserError(
@@ -261,41 +255,37 @@ def _publish(
     written = write_deployment(lock, folder)
     report.lock_path = str(lock_path.relative_to(settings.root))
     report.files = [str(p.relative_to(settings.root)) for p in [lock_path, *written]]
-    mlflow = _mlflow()
-    open_store(settings)
+    store = open_store(settings)
     assert report.prod is not None
-    with mlflow.start_run(run_name=f"promote {lock.flow} {lock.version}") as run:
-        report.run_id = run.info.run_id
-        mlflow.log_params({"lock_hash": lock.digest, "version": lock.version})
-        source = log_bundle(lock, folder, _bundle_files(flow, suite, settings), settings.root)
+    name = f"promote {lock.flow} {lock.version}"
+    params = {"lock_hash": lock.digest, "version": lock.version}
+    with tracked_run(store, name, params=params) as run_id:
+        report.run_id = run_id
+        files = _bundle_files(flow, suite, settings)
+        source = log_bundle(store, run_id, folder, files, settings.root)
         tags = {
             "promptlab.dev_run": report.dev.run_id if report.dev else "none",
             "promptlab.prod_run": report.prod.run_id,
-            "promptlab.promotion_run": run.info.run_id,
+            "promptlab.promotion_run": run_id,
             "promptlab.parity": ", ".join(f"{c.name}: {c.status}" for c in report.checks),
         }
-        version, previous = register(settings, lock, source, run.info.run_id, alias, tags)
+        version, previous = register(store, lock, source, run_id, alias, tags)
         report.registered = f"{registered_name(lock.flow)} version {version}, alias '{alias}'" + (
             f" (was version {previous})" if previous else ""
         )
-        mlflow.set_tag("promptlab.registered", str(version))
+        store.set_tags(run_id, {"promptlab.registered": str(version)})
 
 
 def _log_report(report: Report, lock: Lock, settings: Settings) -> None:
-    """The report and the parity evidence in MLflow: the promotion run (passed or refused)."""
-    mlflow = _mlflow()
-    experiment = open_store(settings)
-    with mlflow.start_run(
-        run_id=report.run_id,
-        experiment_id=None if report.run_id else experiment,
-        run_name=f"promote {lock.flow} {lock.version}",
-    ):
-        if report.run_id is None:
-            mlflow.log_params({"lock_hash": lock.digest, "version": lock.version})
-        mlflow.set_tags(
-            {"promptlab.kind": "promotion", "promptlab.promoted": "yes" if report.passed else "no"}
-        )
-        mlflow.log_text(report.markdown(), "report.md")
-        mlflow.log_dict([c.model_dump() for c in report.checks], "parity.json")
-        mlflow.log_dict(lock.model_dump(mode="json"), "promptlab.lock.json")
-        mlflow.log_metrics({f"time.{k.replace(' ', '_')}": v for k, v in report.timings.items()})
+    """The report and the parity evidence, tracked as the promotion run (passed or refused)."""
+    store = open_store(settings)
+    name = f"promote {lock.flow} {lock.version}"
+    params = {"lock_hash": lock.digest, "version": lock.version}
+    with tracked_run(store, name, params=params, run_id=report.run_id) as run_id:
+        promoted = "yes" if report.passed else "no"
+        store.set_tags(run_id, {"promptlab.kind": "promotion", "promptlab.promoted": promoted})
+        store.log_text(run_id, report.markdown(), "report.md")
+        store.log_dict(run_id, [c.model_dump() for c in report.checks], "parity.json")
+        store.log_dict(run_id, lock.model_dump(mode="json"), "promptlab.lock.json")
+        timings = {f"time.{k.replace(' ', '_')}": v for k, v in report.timings.items()}
+        store.log_metrics(run_id, timings)

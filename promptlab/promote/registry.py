@@ -1,4 +1,4 @@
-"""Promoted flows in MLflow's model registry: one version per lock, moved by aliases.
+"""Promoted flows in the tracking store's model registry: one version per lock, moved by aliases.
 
 A version's source is a plain artifact bundle (the lock, the deployment files, the flow's
 source, its suite and its corpus), never a pickle. ``promptlab.previous.<alias>`` on a
@@ -11,12 +11,12 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from promptlab.config import Settings, load_settings
 from promptlab.errors import UserError
 from promptlab.promote.lock import LOCK_NAME, Lock
-from promptlab.tracking.traces import _mlflow, open_store
+from promptlab.tracking import TrackingStore, open_store
 
 
 def registered_name(flow: str) -> str:
@@ -24,14 +24,10 @@ def registered_name(flow: str) -> str:
     return f"promptlab.{flow}"
 
 
-def _client(settings: Settings) -> Any:
-    open_store(settings)
-    return _mlflow().MlflowClient()
-
-
-def log_bundle(lock: Lock, folder: Path, files: list[Path], root: Path) -> str:
-    """Log the bundle into the active run under ``bundle/``; returns its artifact URI."""
-    mlflow = _mlflow()
+def log_bundle(
+    store: TrackingStore, run_id: str, folder: Path, files: list[Path], root: Path
+) -> str:
+    """Log the bundle into the run under ``bundle/``; returns its artifact URI."""
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp, "bundle")
         shutil.copytree(folder, bundle)
@@ -39,75 +35,62 @@ def log_bundle(lock: Lock, folder: Path, files: list[Path], root: Path) -> str:
             target = bundle / "project" / path.resolve().relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-        mlflow.log_artifacts(str(bundle), artifact_path="bundle")
-    return f"{mlflow.get_artifact_uri()}/bundle"
+        return store.log_folder(run_id, bundle, "bundle")
 
 
 def register(
-    settings: Settings, lock: Lock, source: str, run_id: str, alias: str, tags: dict[str, str]
+    store: TrackingStore, lock: Lock, source: str, run_id: str, alias: str, tags: dict[str, str]
 ) -> tuple[int, int | None]:
     """A new registered version for the lock, and the alias moved to it.
 
     Returns the new version and the one the alias pointed at before (None if none).
     """
-    client = _client(settings)
     name = registered_name(lock.flow)
-    if not client.search_registered_models(filter_string=f"name = '{name}'"):
-        client.create_registered_model(
-            name, tags={"promptlab.flow": lock.flow}, description=f"promptlab flow {lock.flow}"
-        )
-    previous = _alias_version(client, name, alias)
-    all_tags = {**tags, "promptlab.lock_hash": lock.digest, "promptlab.version": lock.version}
+    previous = store.alias_version(name, alias)
+    all_tags = {
+        **tags,
+        "promptlab.flow": lock.flow,
+        "promptlab.lock_hash": lock.digest,
+        "promptlab.version": lock.version,
+    }
     if previous is not None:
         all_tags[f"promptlab.previous.{alias}"] = str(previous)
-    version = client.create_model_version(name, source=source, run_id=run_id, tags=all_tags)
-    client.set_registered_model_alias(name, alias, version.version)
-    return int(version.version), previous
-
-
-def _alias_version(client: Any, name: str, alias: str) -> int | None:
-    try:
-        return int(client.get_model_version_by_alias(name, alias).version)
-    except Exception:
-        return None
+    version = store.register_version(
+        name, source, run_id, all_tags, description=f"promptlab flow {lock.flow}"
+    )
+    store.set_alias(name, alias, version)
+    return version, previous
 
 
 def rollback(settings: Settings, flow: str, alias: str) -> tuple[int, int]:
     """Move ``alias`` back to the version it pointed at before; returns (from, to)."""
-    client = _client(settings)
+    store = open_store(settings)
     name = registered_name(flow)
-    current = _alias_version(client, name, alias)
+    current = store.alias_version(name, alias)
     if current is None:
         raise UserError(
             f"{name} has no alias '{alias}': promote the flow first, or name another --alias"
         )
-    tags = client.get_model_version(name, str(current)).tags
-    previous = tags.get(f"promptlab.previous.{alias}")
+    previous = store.version_tags(name, current).get(f"promptlab.previous.{alias}")
     if previous is None:
         raise UserError(
             f"{name}@{alias} is version {current}, the first it ever pointed at: there is "
             "nothing to roll back to"
         )
-    client.set_registered_model_alias(name, alias, previous)
+    store.set_alias(name, alias, int(previous))
     return current, int(previous)
 
 
 def resolve(settings: Settings, flow: str, alias: str) -> tuple[int, Path]:
-    """The version ``flow@alias`` names and its lock, downloaded from the registry."""
-    client = _client(settings)
+    """The version ``flow@alias`` names and its lock, downloaded from the registry once."""
+    store = open_store(settings)
     name = registered_name(flow)
-    version = _alias_version(client, name, alias)
+    version = store.alias_version(name, alias)
     if version is None:
         raise UserError(f"no registered version {name}@{alias}: run `promptlab promote` first")
-    source = client.get_model_version(name, str(version)).source
     target = settings.state_dir / "registry" / flow / str(version)
     if not (target / LOCK_NAME).exists():
-        _mlflow().artifacts.download_artifacts(artifact_uri=source, dst_path=str(target))
-        nested = target / "bundle"
-        if nested.is_dir():
-            for item in nested.iterdir():
-                item.rename(target / item.name)
-            nested.rmdir()
+        store.download_version(name, version, target)
     return version, target / LOCK_NAME
 
 

@@ -13,8 +13,8 @@ from promptlab.backends import create_backend
 from promptlab.backends.base import Backend
 from promptlab.config import Settings, load_settings
 from promptlab.declare.flow import Flow
-from promptlab.runtime._loop import background_loop, run_blocking
 from promptlab.runtime.executor import Executor
+from promptlab.runtime.loop import background_loop, run_blocking
 from promptlab.runtime.result import RunResult
 
 _DONE = object()

@@ -9,15 +9,13 @@ and models it was proven on.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptlab.backends import create_backend
 from promptlab.backends.base import Backend
-from promptlab.cli.common import settings_for
-from promptlab.config import Settings, load_settings
+from promptlab.config import Settings, backend_settings, load_settings
 from promptlab.declare.flow import Flow
 from promptlab.errors import ConfigError, FlowLoadError
 from promptlab.promote.lock import Lock, read_lock, verify
@@ -72,8 +70,7 @@ def resolve_target(refs: Sequence[str], options: BackendOptions) -> Target:
         raise FlowLoadError("nothing to serve: name a flow, e.g. `promptlab serve flows/chat.py`")
     first = next(iter(flows.values()))
     backend_name = _backend_name(options.backend, locks)
-    args = argparse.Namespace(backend=backend_name, url=options.url, model=list(options.model))
-    settings = settings_for(args, first.base_dir)
+    settings = backend_settings(first.base_dir, backend_name, options.url, options.model)
     profile = settings.profile(backend_name)
     for lock in locks.values():
         for logical, pair in lock.models.items():

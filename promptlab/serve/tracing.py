@@ -1,4 +1,4 @@
-"""Sampled MLflow traces of served requests, written off the event loop."""
+"""Sampled traces of served requests, written to the tracking store off the event loop."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class Tracer:
             self._pool.submit(self._open)
 
     def _open(self) -> None:
-        from promptlab.tracking.traces import open_store
+        from promptlab.tracking import open_store
 
         try:
             open_store(self.settings)
@@ -49,10 +49,10 @@ class Tracer:
         self._pool.submit(self._write, result)
 
     def _write(self, result: RunResult) -> None:
-        from promptlab.tracking.traces import log_trace
+        from promptlab.tracking import open_store
 
         try:
-            log_trace(result, self.settings)
+            open_store(self.settings).log_trace(result)
         except Exception as exc:
             log.warning("trace_not_recorded", extra={"error": f"{type(exc).__name__}: {exc}"})
         finally:

@@ -1,8 +1,9 @@
-"""Tracking in MLflow: traces of runs (and, later, eval runs, prompts and registered flows).
+"""Tracking: runs, traces, prompts and promoted versions, behind one :class:`TrackingStore`.
 
-MLflow is imported only here, when something is tracked, never at CLI start.
+``open_store(settings)`` gives the project's store (MLflow, or the in-memory double for a
+``memory:`` URI). MLflow is imported only when a store opens, never at CLI start.
 """
 
-from promptlab.tracking.traces import log_trace, open_store
+from promptlab.tracking.store import RunInfo, RunStatus, TrackingStore, open_store, tracked_run
 
-__all__ = ["log_trace", "open_store"]
+__all__ = ["RunInfo", "RunStatus", "TrackingStore", "open_store", "tracked_run"]

@@ -1,4 +1,4 @@
-"""A bench as an MLflow run: its setup as params, figures per backend and concurrency, files."""
+"""A bench as a tracked run: its setup as params, figures per backend and concurrency, files."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import math
 from pathlib import Path
 
 from promptlab.bench.results import BenchResult
-from promptlab.config import Settings
-from promptlab.tracking.traces import _mlflow, open_store
+from promptlab.tracking.store import TrackingStore, tracked_run
 
 FIGURES = (
     "request_throughput",
@@ -38,31 +37,32 @@ def metrics(result: BenchResult) -> dict[tuple[str, int], float]:
     return out
 
 
-def log_bench(settings: Settings, result: BenchResult, files: dict[str, Path]) -> str:
+def log_bench(store: TrackingStore, result: BenchResult, files: dict[str, Path]) -> str:
     """Log the bench as one run (metrics stepped by concurrency) with its files; its id."""
-    mlflow = _mlflow()
-    experiment_id = open_store(settings)
     backends = " vs ".join(t.name for t in result.backends)
     what = result.subject if result.mode == "flow" else "raw model"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"bench {what}: {backends}") as run:
-        mlflow.set_tags({"promptlab.kind": "bench", "promptlab.bench.mode": result.mode})
-        mlflow.log_params(
-            {
-                "mode": result.mode,
-                "subject": result.subject,
-                "source": result.source,
-                "backends": ", ".join(t.name for t in result.backends),
-                "models": ", ".join(f"{t.name}={t.model}" for t in result.backends),
-                "concurrency": ",".join(map(str, result.concurrency)),
-                "requests": result.requests,
-                "warmup": result.warmup,
-                "max_tokens": result.max_tokens,
-                "command": result.command[:6000],
-            }
-        )
-        for (name, step), value in metrics(result).items():
-            mlflow.log_metric(name, value, step=step)
-        mlflow.set_tag("promptlab.bench.recommendation", result.recommendation[:5000])
-        for path in files.values():
-            mlflow.log_artifact(str(path))
-        return str(run.info.run_id)
+    params = {
+        "mode": result.mode,
+        "subject": result.subject,
+        "source": result.source,
+        "backends": ", ".join(t.name for t in result.backends),
+        "models": ", ".join(f"{t.name}={t.model}" for t in result.backends),
+        "concurrency": ",".join(map(str, result.concurrency)),
+        "requests": str(result.requests),
+        "warmup": str(result.warmup),
+        "max_tokens": str(result.max_tokens),
+        "command": result.command,
+    }
+    tags = {
+        "promptlab.kind": "bench",
+        "promptlab.bench.mode": result.mode,
+        "promptlab.bench.recommendation": result.recommendation[:5000],
+    }
+    by_step: dict[int, dict[str, float]] = {}
+    for (name, step), value in metrics(result).items():
+        by_step.setdefault(step, {})[name] = value
+    with tracked_run(store, f"bench {what}: {backends}", params=params, tags=tags) as run_id:
+        for step, values in by_step.items():
+            store.log_metrics(run_id, values, step=step)
+        store.log_files(run_id, list(files.values()))
+    return run_id

@@ -85,23 +85,27 @@ def test_another_backend_or_model_is_refused(project: Path) -> None:
         resolve_target([str(lock_path)], BackendOptions(model=("chat=qwen3",)))
 
 
+@pytest.mark.parametrize("tracking", ["mlflow", "memory"])
 def test_a_registered_flow_resolves_through_its_alias_and_rolls_back(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tracking: str,
 ) -> None:
-    import mlflow
-
     from promptlab.cli import main
     from promptlab.promote.registry import log_bundle, register
-    from promptlab.tracking import open_store
+    from promptlab.tracking import open_store, tracked_run
 
-    settings = load_settings(project, env={})
-    open_store(settings)
+    if tracking == "memory":
+        monkeypatch.setenv("PROMPTLAB_TRACKING_URI", f"memory:{project}")
+    settings = load_settings(project)
+    store = open_store(settings)
     versions = []
     for margin in (0.1, 0.2):
         lock, lock_path = _promoted(project, margin)
-        with mlflow.start_run() as run:
-            source = log_bundle(lock, lock_path.parent, [], project)
-            register(settings, lock, source, run.info.run_id, "staging", {})
+        with tracked_run(store, "promote") as run_id:
+            source = log_bundle(store, run_id, lock_path.parent, [], project)
+            register(store, lock, source, run_id, "staging", {})
         versions.append(lock.version)
 
     pinned = pin_refs(["support_bot"])[0]

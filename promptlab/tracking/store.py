@@ -1,0 +1,212 @@
+"""The one seam to the tracking store: runs, artifacts, traces, prompts and registered flows.
+
+Every module that tracks something asks :func:`open_store` for the project's
+:class:`TrackingStore` and calls its methods; nothing else imports MLflow. Two
+implementations share the interface: :class:`~promptlab.tracking.mlflow_store.MlflowStore`
+(any MLflow tracking URI; a sqlite file in the state folder by default) and
+:class:`~promptlab.tracking.memory.MemoryStore` (a ``memory:`` URI; the test double, for
+promptlab's own unit tests and for users testing offline).
+
+Every call names its run: no call relies on an "active run", so traces can be written from a
+background thread while cases still run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from promptlab.config import Settings
+from promptlab.runtime.result import RunResult
+
+RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
+MEMORY_SCHEME = "memory:"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A tracked run as the store returns it: its id, name, status, params and tags."""
+
+    run_id: str
+    name: str
+    status: str
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class TrackingStore(Protocol):
+    """Where promptlab records runs, traces, prompts and promoted versions.
+
+    Example:
+        >>> store = open_store(load_settings())  # doctest: +SKIP
+        >>> run_id = store.start_run("smoke", params={"suite": "qa"})
+        >>> store.log_metrics(run_id, {"exact": 1.0})
+        >>> store.end_run(run_id)
+    """
+
+    @property
+    def uri(self) -> str:
+        """The tracking URI, for messages."""
+        ...
+
+    def start_run(
+        self,
+        name: str,
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Open a new run in the project's experiment; returns its id."""
+        ...
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        """The run, or None if the store has no run with that id."""
+        ...
+
+    def reopen_run(self, run_id: str) -> None:
+        """Mark a finished or killed run as running again (a resumed eval)."""
+        ...
+
+    def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> None:
+        """Close the run with ``status``."""
+        ...
+
+    def find_runs(
+        self, params: Mapping[str, str], tags: Mapping[str, str], max_results: int = 1
+    ) -> list[RunInfo]:
+        """FINISHED runs whose params and tags have these values, newest first."""
+        ...
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        """Record params (values at most 6000 characters)."""
+        ...
+
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float], step: int | None = None
+    ) -> None:
+        """Record metric values (at ``step`` when given)."""
+        ...
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set tags on the run."""
+        ...
+
+    def log_dict(self, run_id: str, data: Any, path: str) -> None:
+        """Store JSON-able ``data`` as the artifact ``path``."""
+        ...
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        """Store ``text`` as the artifact ``path``."""
+        ...
+
+    def log_table(self, run_id: str, table: Mapping[str, Sequence[Any]], path: str) -> None:
+        """Store columns as a table artifact (MLflow shows it in its UI)."""
+        ...
+
+    def log_files(self, run_id: str, files: Sequence[Path]) -> None:
+        """Store files at the artifact root under their own names."""
+        ...
+
+    def log_folder(self, run_id: str, folder: Path, path: str) -> str:
+        """Store a folder's files under ``path``; returns the artifact URI of that folder."""
+        ...
+
+    def load_dict(self, run_id: str, path: str) -> Any | None:
+        """A JSON artifact of the run, or None if the run or the artifact does not exist."""
+        ...
+
+    def log_trace(self, result: RunResult, run_id: str | None = None) -> str:
+        """Write a flow run as one trace (its spans with their timings); returns the trace id.
+
+        With ``run_id``, the trace belongs to that run (an eval's case traces).
+        """
+        ...
+
+    def register_prompt(
+        self, name: str, messages: list[dict[str, str]], message: str, tags: Mapping[str, str]
+    ) -> int:
+        """A prompt version holding ``messages``: the latest if unchanged, else a new one."""
+        ...
+
+    def register_version(
+        self, name: str, source: str, run_id: str, tags: Mapping[str, str], description: str
+    ) -> int:
+        """A new version of the registered model ``name`` (created if new) from ``source``."""
+        ...
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version ``name@alias`` points at, or None."""
+        ...
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``name@alias`` at ``version``."""
+        ...
+
+    def version_tags(self, name: str, version: int) -> dict[str, str]:
+        """The tags of a registered version."""
+        ...
+
+    def download_version(self, name: str, version: int, folder: Path) -> None:
+        """Copy a registered version's source files into ``folder``."""
+        ...
+
+
+@contextlib.contextmanager
+def tracked_run(
+    store: TrackingStore,
+    name: str,
+    params: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+) -> Iterator[str]:
+    """A run that ends FINISHED, FAILED on an error, or KILLED on Ctrl-C; yields its id.
+
+    With ``run_id``, the existing run is reopened instead of a new one started.
+
+    Example:
+        >>> with tracked_run(store, "bench", params={"requests": "64"}) as run_id:  # doctest: +SKIP
+        ...     store.log_metrics(run_id, {"throughput": 12.5})
+    """
+    if run_id is None:
+        run_id = store.start_run(name, params=params, tags=tags)
+    else:
+        store.reopen_run(run_id)
+    try:
+        yield run_id
+    except KeyboardInterrupt:
+        store.end_run(run_id, "KILLED")
+        raise
+    except BaseException:
+        store.end_run(run_id, "FAILED")
+        raise
+    store.end_run(run_id)
+
+
+_stores: dict[tuple[str, str], TrackingStore] = {}
+_opening = threading.Lock()
+
+
+def open_store(settings: Settings) -> TrackingStore:
+    """The project's tracking store, opened once per process and tracking URI.
+
+    A ``memory:`` URI (e.g. ``PROMPTLAB_TRACKING_URI=memory:test``) gives the in-memory store;
+    anything else is handed to MLflow, which is imported only now.
+    """
+    uri = settings.resolved_tracking_uri
+    key = (uri, settings.experiment)
+    with _opening:  # serve's trace thread and a request may open it at once
+        store = _stores.get(key)
+        if store is None:
+            if uri.startswith(MEMORY_SCHEME):
+                from promptlab.tracking.memory import MemoryStore
+
+                store = MemoryStore(uri)
+            else:
+                from promptlab.tracking.mlflow_store import MlflowStore
+
+                store = MlflowStore(settings)
+            _stores[key] = store
+        return store
