@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptlab.cli.command import command
 from promptlab.errors import UserError
 
 if TYPE_CHECKING:
@@ -20,16 +21,8 @@ if TYPE_CHECKING:
 DEFAULT_CONCURRENCY = "1,4,16,64"
 
 
-def add_parser(sub: Any) -> None:
-    """Register ``bench`` on the top-level subparsers (imports nothing heavy)."""
-    bench = sub.add_parser(
-        "bench",
-        help="measure a flow (or the raw model) on backends at several concurrencies",
-        description="Send a flow's eval inputs (or --dataset, or with --raw a fixed prompt set "
-        "straight to the model servers) through each backend at each concurrency level and "
-        "report throughput, TTFT, TPOT, ITL and latency percentiles as vLLM's serving "
-        "benchmark defines them. Writes a table, bench.json and bench.png, and an MLflow run.",
-    )
+def arguments(bench: argparse.ArgumentParser) -> None:
+    """``promptlab bench``'s arguments."""
     bench.add_argument("flow", nargs="?", metavar="FLOW", help="path/to/file.py[@name]")
     bench.add_argument(
         "--backend",
@@ -83,6 +76,15 @@ def parse_levels(text: str) -> list[int]:
     return levels
 
 
+@command(
+    "bench",
+    help="measure a flow (or the raw model) on backends at several concurrencies",
+    description="Send a flow's eval inputs (or --dataset, or with --raw a fixed prompt set "
+    "straight to the model servers) through each backend at each concurrency level and "
+    "report throughput, TTFT, TPOT, ITL and latency percentiles as vLLM's serving "
+    "benchmark defines them. Writes a table, bench.json and bench.png, and an MLflow run.",
+    arguments=arguments,
+)
 def bench_command(args: argparse.Namespace) -> int:
     """Run the bench; exit 0 when it ran (failed requests are reported, not fatal)."""
     from promptlab.backends import create_backend
