@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from promptlab.backends._http import bearer
 from promptlab.backends.base import Backend
 from promptlab.bench.metrics import RequestRecord, Stopwatch
 from promptlab.errors import UserError, one_line
@@ -159,7 +160,7 @@ class OpenAIRaw(RawTarget):
         from promptlab.backends.openai import OpenAIBackend
 
         if isinstance(self.backend, OpenAIBackend):
-            return {"Authorization": f"Bearer {self.backend.api_key().get_secret_value()}"}
+            return bearer(self.backend.api_key())
         return {}
 
     def body(self, index: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import httpx
 import openai
 from pydantic import BaseModel
 
+from promptlab.backends._http import bearer
 from promptlab.backends.openai import OpenAIBackend
 from promptlab.declare.flow import Flow
 from promptlab.declare.prompt import Prompt
@@ -98,7 +99,7 @@ class DirectPrompt:
             self._client = httpx.AsyncClient(
                 timeout=self.backend.profile.timeout,
                 limits=limits,
-                headers={"Authorization": f"Bearer {self.backend.api_key().get_secret_value()}"},
+                headers=bearer(self.backend.api_key()),
             )
         return self._client
 

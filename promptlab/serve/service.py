@@ -16,7 +16,7 @@ from promptlab.serve.tracing import Tracer
 _END = object()
 
 
-class Runner(Protocol):
+class FlowRunner(Protocol):
     """What runs a flow: the executor, or the direct path for one-prompt flows."""
 
     async def run(self, inputs: Any, on_token: OnToken | None = None) -> RunResult:
@@ -47,7 +47,7 @@ class FlowService:
             for name, flow in target.flows.items()
             if (direct := DirectPrompt.for_flow(flow, target.backend, pool)) is not None
         }
-        self.runners: dict[str, Runner] = {**self.executors, **self.direct}
+        self.runners: dict[str, FlowRunner] = {**self.executors, **self.direct}
 
     @property
     def flows(self) -> dict[str, Flow]:
@@ -78,12 +78,12 @@ class FlowService:
 class TokenStream:
     """A running flow's tokens, each yielded as the backend sends it (never merged)."""
 
-    def __init__(self, service: FlowService, executor: Runner, inputs: Any) -> None:
+    def __init__(self, service: FlowService, executor: FlowRunner, inputs: Any) -> None:
         self._service = service
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task = asyncio.create_task(self._run(executor, inputs))
 
-    async def _run(self, executor: Runner, inputs: Any) -> RunResult:
+    async def _run(self, executor: FlowRunner, inputs: Any) -> RunResult:
         try:
             async with asyncio.timeout(self._service.timeout):
                 result = await executor.run(inputs, on_token=self._queue.put_nowait)
