@@ -31,8 +31,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from promptlab.errors import PluginError, PromptlabError, UserError
 
@@ -40,8 +39,7 @@ T = TypeVar("T")
 NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
 
 
-@dataclass(frozen=True)
-class EntryPoint:
+class EntryPoint(NamedTuple):
     """``name = module[:attr]`` in a group, and the package that declares it."""
 
     name: str
@@ -112,11 +110,13 @@ def _parse_entry_points(text: str, group: str, source: str) -> list[EntryPoint]:
     return out
 
 
-@dataclass
 class _Entry(Generic[T]):
-    source: str
-    value: T | None = None
-    lazy: EntryPoint | None = None
+    """A registered entry: who registered it, and its value or how to load it."""
+
+    def __init__(self, source: str, value: T | None = None, lazy: EntryPoint | None = None):
+        self.source = source
+        self.value = value
+        self.lazy = lazy
 
 
 class Registry(Generic[T]):
@@ -174,12 +174,12 @@ class Registry(Generic[T]):
         return entry.value
 
     def names(self) -> list[str]:
-        """Every registered name, sorted."""
+        """Every registered name, in the order registered (built-ins first)."""
         self.discover()
-        return sorted(self._entries)
+        return list(self._entries)
 
     def items(self) -> list[tuple[str, T]]:
-        """Every entry, loaded, sorted by name."""
+        """Every entry, loaded, in the order registered."""
         return [(name, self.get(name)) for name in self.names()]
 
     def source(self, name: str) -> str:

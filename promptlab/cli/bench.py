@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shlex
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +84,10 @@ def parse_levels(text: str) -> list[int]:
 )
 def bench_command(args: argparse.Namespace) -> int:
     """Run the bench; exit 0 when it ran (failed requests are reported, not fatal)."""
+    import asyncio
+    import shlex
+    from datetime import datetime
+
     from promptlab.backends import create_backend
     from promptlab.bench.raw import raw_class
     from promptlab.bench.report import recommend, report_text, write_outputs
@@ -196,6 +197,8 @@ def _shown(path: Path) -> str:
 
 
 def _default_folder(settings: Settings, result: BenchResult) -> Path:
+    from datetime import datetime
+
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     name = result.subject.replace(" ", "-")
     return settings.state_dir / "bench" / f"{stamp}-{name}"

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from promptlab.errors import PluginError
 from promptlab.registry import Registry, source_of
@@ -38,8 +37,7 @@ Handler = Callable[[argparse.Namespace], int]
 Arguments = Callable[[argparse.ArgumentParser], None]
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """A command: its name, its help, how to add its arguments, and its handler.
 
     ``error_code`` replaces the exit code of expected errors (e.g. 2 where 1 means "a gate
@@ -55,7 +53,7 @@ class Command:
     error_code: int | None = None
     subcommands: tuple[Command, ...] = ()
     default: str | None = None
-    epilog: str = field(default="", compare=False)
+    epilog: str = ""
 
     def add_to(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         """Add this command (and its subcommands) to a subparsers action."""

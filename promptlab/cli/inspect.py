@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +72,8 @@ def list_command(args: argparse.Namespace) -> int:
 )
 def backends_command(args: argparse.Namespace) -> int:
     """Show every configured backend and probe it."""
+    import asyncio
+
     from promptlab.backends import create_backend
     from promptlab.backends.base import Probe
 
