@@ -6,16 +6,9 @@ import random
 import statistics
 from collections.abc import Sequence
 
+from promptlab.eval.stats import percentile
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100), linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("no values")
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+__all__ = ["bootstrap_median_ci", "ms", "percentile", "signed_ms"]
 
 
 def bootstrap_median_ci(

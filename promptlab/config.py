@@ -38,7 +38,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from promptlab.errors import ConfigError, first_problem
 
 ToolMode = Literal["auto", "native", "json"]
-BUILTIN_KINDS = ("ollama", "vllm", "openai", "llamacpp")
 STATE_DIR = ".promptlab"
 
 

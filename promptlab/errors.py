@@ -10,7 +10,9 @@ PromptlabError
 │   ├── FlowLoadError         flow file missing, not importable, no flow / several flows
 │   ├── InputError            input does not match the flow's input type or a template
 │   ├── DeclarationError      an invalid Prompt / Retriever / Agent / Flow
-│   └── ConfigError           promptlab.toml, profiles, environment overrides
+│   ├── ConfigError           promptlab.toml, profiles, environment overrides
+│   ├── PluginError           a backend kind, scorer or command registered twice or broken
+│   └── ModelRequestsBlocked  PROMPTLAB_BLOCK_MODEL_REQUESTS=1 and a real backend was called
 ├── MissingDependencyError    an optional part is not installed: "install promptlab[x]"
 ├── BackendError              the model server failed us
 │   ├── BackendUnreachableError
@@ -57,6 +59,14 @@ class DeclarationError(UserError):
 
 class ConfigError(UserError):
     """The project config, a profile or an environment override is invalid."""
+
+
+class PluginError(UserError):
+    """An extension (backend kind, scorer kind, command) clashes with another or does not load."""
+
+
+class ModelRequestsBlocked(UserError):
+    """A real backend was asked for a model while PROMPTLAB_BLOCK_MODEL_REQUESTS is set."""
 
 
 class MissingDependencyError(PromptlabError):

@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 PROBE_TIMEOUT = 3.0
+
+
+def bearer(token: SecretStr | str) -> dict[str, str]:
+    """The ``Authorization: Bearer`` header for an API key (the one place it is built)."""
+    secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+    return {"Authorization": f"Bearer {secret}"}
 
 
 async def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
@@ -30,13 +37,6 @@ async def post_json(
 def post_json_sync(url: str, body: dict[str, Any]) -> Any:
     """POST and read a JSON document synchronously with a short timeout."""
     response = httpx.post(url, json=body, timeout=PROBE_TIMEOUT)
-    response.raise_for_status()
-    return response.json()
-
-
-def get_json_sync(url: str, headers: dict[str, str] | None = None) -> Any:
-    """GET a JSON document synchronously with a short timeout."""
-    response = httpx.get(url, headers=headers, timeout=PROBE_TIMEOUT)
     response.raise_for_status()
     return response.json()
 

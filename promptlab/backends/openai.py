@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from pydantic import SecretStr
 
-from promptlab.backends._http import describe_failure, get_json
+from promptlab.backends._http import bearer, describe_failure, get_json
 from promptlab.backends.base import Backend, Probe
 from promptlab.backends.wire import ChatClient, Site, openai_chat
 from promptlab.declare.prompt import Sampling
@@ -91,7 +91,7 @@ class OpenAIBackend(Backend):
         )
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key().get_secret_value()}"}
+        return bearer(self.api_key())
 
     async def probe(self) -> Probe:
         """``GET /models``: reachable, and the models served (every distinct model URL)."""

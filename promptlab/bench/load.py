@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from promptlab.bench.metrics import RequestRecord, Summary, summarize
+from promptlab.bench.metrics import LevelSummary, RequestRecord, summarize
 from promptlab.errors import one_line
 
 Send = Callable[[int], Awaitable[RequestRecord]]
@@ -29,7 +29,7 @@ class Level:
     duration_s: float
     warmup: int
 
-    def summary(self) -> Summary:
+    def summary(self) -> LevelSummary:
         """The level's figures (see :func:`promptlab.bench.metrics.summarize`)."""
         return summarize(self.records, self.duration_s)
 

@@ -25,6 +25,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field
 
+from promptlab.eval.stats import percentile
+
 Figure = Annotated[float, BeforeValidator(lambda v: math.nan if v is None else v)]
 """A float that JSON writes as null when it is NaN (no sample) and reads back as NaN."""
 
@@ -92,7 +94,7 @@ class Distribution(BaseModel):
         )
 
 
-class Summary(BaseModel):
+class LevelSummary(BaseModel):
     """What one backend did at one concurrency level."""
 
     model_config = ConfigDict(extra="forbid")
@@ -112,18 +114,7 @@ class Summary(BaseModel):
     errors: dict[str, int] = Field(default_factory=dict)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) by linear interpolation (numpy's default)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def summarize(records: Sequence[RequestRecord], duration_s: float) -> Summary:
+def summarize(records: Sequence[RequestRecord], duration_s: float) -> LevelSummary:
     """The level's summary from its measured (non warm-up) requests and its wall duration."""
     done = [r for r in records if r.ok]
     failed = [r for r in records if not r.ok]
@@ -137,7 +128,7 @@ def summarize(records: Sequence[RequestRecord], duration_s: float) -> Summary:
     def rate(count: float) -> float:
         return count / duration_s if duration_s > 0 else math.nan
 
-    return Summary(
+    return LevelSummary(
         completed=len(done),
         failed=len(failed),
         duration_s=duration_s,

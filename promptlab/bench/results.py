@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from promptlab.bench.metrics import RequestRecord, Summary
+from promptlab.bench.metrics import LevelSummary, RequestRecord
 
 
-class Target(BaseModel):
+class BenchedBackend(BaseModel):
     """A backend as benched: profile name, kind, concrete model and URL."""
 
     name: str
@@ -24,7 +24,7 @@ class LevelResult(BaseModel):
     backend: str
     concurrency: int
     warmup: int
-    summary: Summary
+    summary: LevelSummary
     requests: list[RequestRecord]
 
 
@@ -34,7 +34,7 @@ class BenchResult(BaseModel):
     mode: Literal["flow", "raw"]
     subject: str = Field(description="the flow's name, or 'raw model'")
     source: str = Field(description="where the inputs came from")
-    backends: list[Target]
+    backends: list[BenchedBackend]
     concurrency: list[int]
     requests: int
     warmup: int

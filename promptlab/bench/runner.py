@@ -9,7 +9,7 @@ from promptlab.backends.base import Backend
 from promptlab.bench.load import run_level
 from promptlab.bench.metrics import RequestRecord
 from promptlab.bench.progress import Progress
-from promptlab.bench.results import BenchResult, LevelResult, Target
+from promptlab.bench.results import BenchedBackend, BenchResult, LevelResult
 from promptlab.errors import BackendUnreachableError
 
 
@@ -36,9 +36,9 @@ async def check_reachable(backends: Sequence[Backend]) -> None:
             )
 
 
-def describe(backend: Backend, logical: str = "chat") -> Target:
+def describe(backend: Backend, logical: str = "chat") -> BenchedBackend:
     """The backend as the results name it."""
-    return Target(
+    return BenchedBackend(
         name=backend.name,
         kind=backend.kind,
         model=backend.describe(logical),

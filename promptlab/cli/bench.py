@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shlex
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptlab.cli.command import command
 from promptlab.errors import UserError
 
 if TYPE_CHECKING:
@@ -20,16 +18,8 @@ if TYPE_CHECKING:
 DEFAULT_CONCURRENCY = "1,4,16,64"
 
 
-def add_parser(sub: Any) -> None:
-    """Register ``bench`` on the top-level subparsers (imports nothing heavy)."""
-    bench = sub.add_parser(
-        "bench",
-        help="measure a flow (or the raw model) on backends at several concurrencies",
-        description="Send a flow's eval inputs (or --dataset, or with --raw a fixed prompt set "
-        "straight to the model servers) through each backend at each concurrency level and "
-        "report throughput, TTFT, TPOT, ITL and latency percentiles as vLLM's serving "
-        "benchmark defines them. Writes a table, bench.json and bench.png, and an MLflow run.",
-    )
+def arguments(bench: argparse.ArgumentParser) -> None:
+    """``promptlab bench``'s arguments."""
     bench.add_argument("flow", nargs="?", metavar="FLOW", help="path/to/file.py[@name]")
     bench.add_argument(
         "--backend",
@@ -83,8 +73,21 @@ def parse_levels(text: str) -> list[int]:
     return levels
 
 
+@command(
+    "bench",
+    help="measure a flow (or the raw model) on backends at several concurrencies",
+    description="Send a flow's eval inputs (or --dataset, or with --raw a fixed prompt set "
+    "straight to the model servers) through each backend at each concurrency level and "
+    "report throughput, TTFT, TPOT, ITL and latency percentiles as vLLM's serving "
+    "benchmark defines them. Writes a table, bench.json and bench.png, and an MLflow run.",
+    arguments=arguments,
+)
 def bench_command(args: argparse.Namespace) -> int:
     """Run the bench; exit 0 when it ran (failed requests are reported, not fatal)."""
+    import asyncio
+    import shlex
+    from datetime import datetime
+
     from promptlab.backends import create_backend
     from promptlab.bench.raw import raw_class
     from promptlab.bench.report import recommend, report_text, write_outputs
@@ -194,6 +197,8 @@ def _shown(path: Path) -> str:
 
 
 def _default_folder(settings: Settings, result: BenchResult) -> Path:
+    from datetime import datetime
+
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     name = result.subject.replace(" ", "-")
     return settings.state_dir / "bench" / f"{stamp}-{name}"

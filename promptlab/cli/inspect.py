@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from promptlab.backends import create_backend
-from promptlab.backends.base import Probe
+from promptlab.cli.command import command
 from promptlab.cli.common import print_json, settings_for
-from promptlab.declare.flow import Flow
 from promptlab.errors import PromptlabError
-from promptlab.runtime.loader import flow_files, flows_in
+
+if TYPE_CHECKING:
+    from promptlab.backends.base import Probe
+    from promptlab.declare.flow import Flow
+
+
+def list_arguments(lst: argparse.ArgumentParser) -> None:
+    """``promptlab list``'s arguments."""
+    lst.add_argument("path", nargs="?", default="flows", help="file or folder (default: flows)")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+
+
+def backends_arguments(parser: argparse.ArgumentParser) -> None:
+    """``promptlab backends``'s arguments."""
+    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _describe_flow(path: Path, flow: Flow) -> dict[str, Any]:
@@ -28,8 +39,11 @@ def _describe_flow(path: Path, flow: Flow) -> dict[str, Any]:
     }
 
 
+@command("list", help="list the flows in a file or folder", arguments=list_arguments)
 def list_command(args: argparse.Namespace) -> int:
     """List every flow in a file or folder; files that fail to load are reported."""
+    from promptlab.runtime.loader import flow_files, flows_in
+
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     for path in flow_files(Path(args.path)):
@@ -51,8 +65,18 @@ def list_command(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+@command(
+    "backends",
+    help="show configured backends and whether each answers",
+    arguments=backends_arguments,
+)
 def backends_command(args: argparse.Namespace) -> int:
     """Show every configured backend and probe it."""
+    import asyncio
+
+    from promptlab.backends import create_backend
+    from promptlab.backends.base import Probe
+
     settings = settings_for(args)
     profiles = list(settings.backends.values())
 

@@ -5,15 +5,46 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from promptlab.cli.command import command, positive
 from promptlab.cli.common import print_json
-from promptlab.config import load_settings
 from promptlab.errors import UserError
-from promptlab.eval.suite import Suite, load_suite
-from promptlab.runtime.loader import load_flow, split_ref
+
+if TYPE_CHECKING:
+    from promptlab.eval.suite import Suite
+
+
+def promote_arguments(pro: argparse.ArgumentParser) -> None:
+    """``promptlab promote``'s arguments."""
+    pro.add_argument("flow", metavar="FLOW", help="path/to/file.py[@name] (or a flow name)")
+    pro.add_argument("--to", default="vllm", choices=["vllm"], help="target (vllm)")
+    pro.add_argument("--suite", help="eval suite (default: the one in evals/ that runs FLOW)")
+    where = pro.add_mutually_exclusive_group()
+    where.add_argument("--url", help="a running vLLM to prove the flow on")
+    where.add_argument(
+        "--launch", action="store_true", help="start vLLM from the lock's pinned arguments"
+    )
+    pro.add_argument("--alias", help="registry alias to move (default: [promote] alias, staging)")
+    pro.add_argument("--limit", type=positive, help="only the suite's first N cases")
+    pro.add_argument(
+        "--rollback", action="store_true", help="move the alias back to the previous version"
+    )
+
+
+def verify_arguments(ver: argparse.ArgumentParser) -> None:
+    """``promptlab verify``'s arguments."""
+    ver.add_argument(
+        "lock",
+        metavar="LOCK",
+        help="deploy/<flow>/<version>/promptlab.lock.json, or a registered flow NAME[@alias]",
+    )
+    ver.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _suite_for(flow_ref: str, suite: str | None) -> Suite:
+    from promptlab.eval.suite import load_suite
+
     if suite:
         return load_suite(suite)
     from promptlab.cli.eval import find_suites
@@ -25,8 +56,20 @@ def _suite_for(flow_ref: str, suite: str | None) -> Suite:
     return found[0]
 
 
+@command(
+    "promote",
+    help="freeze a flow, prove it on vLLM, register it and write its deployment",
+    description="Freeze FLOW into a lock, run parity checks and the suite's prod gates on "
+    "vLLM plus non-inferiority against the dev baseline; only if all pass, register a "
+    "version in MLflow, move the alias and write deploy/<flow>/<version>/. Exit 0: "
+    "promoted; 1: refused; 2: an error.",
+    arguments=promote_arguments,
+)
 def promote_command(args: argparse.Namespace) -> int:
     """Exit 0 when promoted (or rolled back), 1 when a check or gate refused it, 2 on errors."""
+    from promptlab.config import load_settings
+    from promptlab.runtime.loader import load_flow, split_ref
+
     settings = load_settings()
     if args.rollback:
         from promptlab.promote.registry import registered_name, rollback
@@ -52,10 +95,19 @@ def promote_command(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+@command(
+    "verify",
+    help="check that the working tree still matches a promotion lock",
+    description="Recompute every hash of LOCK that needs no server; exit 1 on drift.",
+    arguments=verify_arguments,
+)
 def verify_command(args: argparse.Namespace) -> int:
     """Exit 0 when the working tree matches the lock, 1 on drift."""
+    from promptlab.config import load_settings
+    from promptlab.eval.suite import load_suite
     from promptlab.promote.lock import read_lock, verify
     from promptlab.promote.registry import pin_refs
+    from promptlab.runtime.loader import load_flow
 
     settings = load_settings()
     lock = read_lock(Path(pin_refs([args.lock])[0]))

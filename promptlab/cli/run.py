@@ -6,17 +6,40 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
+from promptlab.cli.command import add_backend_flags, command
 from promptlab.cli.common import backend_for, print_json
-from promptlab.declare.flow import Flow
 from promptlab.errors import InputError
-from promptlab.runtime.executor import Executor
-from promptlab.runtime.loader import load_flow
-from promptlab.runtime.loop import run_blocking
-from promptlab.runtime.result import RunResult
+
+if TYPE_CHECKING:
+    from promptlab.declare.flow import Flow
+    from promptlab.runtime.executor import Executor
+    from promptlab.runtime.result import RunResult
+
+
+def arguments(run: argparse.ArgumentParser) -> None:
+    """``promptlab run``'s arguments."""
+    run.add_argument("flow", metavar="FLOW", help="path/to/file.py[@name]")
+    add_backend_flags(run)
+    given = run.add_mutually_exclusive_group()
+    given.add_argument(
+        "--input", metavar="JSON", help='input as a JSON object, e.g. \'{"q": "hi"}\''
+    )
+    given.add_argument("--input-file", metavar="PATH", help="input from a JSON file")
+    run.add_argument(
+        "-i",
+        dest="pairs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one input field (repeatable); [..], {..}, true, false and null are parsed as "
+        "JSON, anything else is text that the flow's input type converts",
+    )
+    run.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+    run.add_argument("--chat", action="store_true", help="multi-turn session on stdin")
+    run.add_argument("--json", action="store_true", help="print the full result as JSON")
+    run.add_argument("--no-track", action="store_true", help="do not record an MLflow trace")
 
 
 def parse_inputs(args: argparse.Namespace) -> dict[str, Any]:
@@ -63,6 +86,8 @@ def _value(text: str) -> Any:
 
 def render_output(output: Any) -> str:
     """The flow's output for a person: text as is, structured output as indented JSON."""
+    from pydantic import BaseModel
+
     if isinstance(output, BaseModel):
         return output.model_dump_json(indent=2)
     return str(output)
@@ -100,6 +125,8 @@ def _once(executor: Executor, inputs: dict[str, Any], stream: bool) -> RunResult
         sys.stdout.write(token)
         sys.stdout.flush()
 
+    from promptlab.runtime.loop import run_blocking
+
     on_token = show if stream else None
     result = run_blocking(lambda blocking: executor.run(inputs, on_token, blocking=blocking))
     if stream and result.error is None:
@@ -107,8 +134,17 @@ def _once(executor: Executor, inputs: dict[str, Any], stream: bool) -> RunResult
     return result
 
 
+@command(
+    "run",
+    help="run a flow once (or chat with it) on a backend",
+    description="Run a flow on a backend. FLOW is path/to/file.py[@name].",
+    arguments=arguments,
+)
 def run_command(args: argparse.Namespace) -> int:
     """Run a flow once, streamed, or as a chat."""
+    from promptlab.runtime.executor import Executor
+    from promptlab.runtime.loader import load_flow
+
     flow = load_flow(args.flow)
     inputs = parse_inputs(args)
     backend, settings = backend_for(args, flow.base_dir)

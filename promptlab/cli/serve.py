@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging.config
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptlab.cli.command import add_backend_flags, command
 from promptlab.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -19,8 +16,69 @@ if TYPE_CHECKING:
     from promptlab.serve.target import Target
 
 
+def arguments(serve: argparse.ArgumentParser) -> None:
+    """``promptlab serve``'s arguments."""
+    serve.add_argument(
+        "flows",
+        nargs="+",
+        metavar="FLOW",
+        help="a flow file (path/to/file.py[@name]), a promoted lock "
+        "(deploy/FLOW/VERSION/promptlab.lock.json), or a registered flow (NAME[@alias], "
+        "default alias: [promote] alias, 'staging')",
+    )
+    add_backend_flags(serve)
+    serve.add_argument(
+        "--launch",
+        action="store_true",
+        help="start the vLLM servers a promoted lock pins (as `promote --launch` does) and "
+        "stop them on exit",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    serve.add_argument("--api-key-file", metavar="PATH", help="file with one API key a line")
+    serve.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=256,
+        metavar="N",
+        help="requests in flight per worker; beyond, 429 with Retry-After (default: 256)",
+    )
+    serve.add_argument(
+        "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default: 120)"
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=1_048_576, metavar="N", help="default: 1 MiB"
+    )
+    serve.add_argument(
+        "--trace-sample",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="share of requests traced to MLflow, 0 to 1 (default: 0)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="JSON logs on stderr; info logs one line a request (default: info)",
+    )
+
+
+@command(
+    "serve",
+    help="serve flows over HTTP: OpenAI-compatible API, typed routes, health, metrics",
+    description="Serve flows as an HTTP service: POST /v1/chat/completions and GET "
+    "/v1/models (each flow is a model), POST /flows/NAME/invoke and /flows/NAME/stream "
+    "(OpenAPI at /docs), /healthz, /readyz, /metrics. API keys come from "
+    "$PROMPTLAB_API_KEYS (comma-separated) and --api-key-file; with none, auth is off.",
+    arguments=arguments,
+)
 def serve_command(args: argparse.Namespace) -> int:
     """Resolve what to serve (failing early, with one clear line), then run the server."""
+    import contextlib
+    import logging.config
+
     try:
         import uvicorn
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -90,6 +148,9 @@ def _run(
     uvicorn: Any, target: Target, config: ServeConfig, keys: APIKeys, logging_config: Any
 ) -> None:
     """Run uvicorn: one app in process, or worker processes that build theirs from the env."""
+    import shutil
+    import tempfile
+
     common = {
         "host": config.host,
         "port": config.port,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 from collections.abc import Callable
 from typing import Any, Literal, get_type_hints
 
@@ -89,15 +88,6 @@ def describe_error(exc: BaseException) -> str:
         where, message = first_problem(exc)
         return f"invalid arguments: {where}: {message}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def to_text(value: Any) -> str:
-    """A tool result as text for the model."""
-    if isinstance(value, BaseModel):
-        return value.model_dump_json()
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 class Agent(Declaration):

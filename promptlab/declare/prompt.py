@@ -18,6 +18,7 @@ from promptlab.errors import (
     OutputValidationError,
     first_problem,
 )
+from promptlab.text import as_text
 
 Role = Literal["system", "user", "assistant"]
 _MESSAGE_TYPES: dict[str, type[BaseMessage]] = {
@@ -153,7 +154,7 @@ class Prompt(Declaration):
                 f"prompt '{self.name}' has no variable {', '.join(unknown)}: it uses "
                 f"{', '.join(self.variables) or 'none'}"
             )
-        used = {k: _as_text(values[k]) for k in self.variables}
+        used = {k: as_text(values[k]) for k in self.variables}
         messages = [
             _MESSAGE_TYPES[role](content=text.format(**used)) for role, text in self.templates
         ]
@@ -192,14 +193,6 @@ def _strip_fences(raw: str) -> str:
     if text.startswith("```"):
         text = text.split("\n", 1)[-1].rsplit("```", 1)[0]
     return text
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, BaseModel):
-        return value.model_dump_json()
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
 
 
 def _with_schema_instruction(

@@ -15,8 +15,9 @@ from typing import TypedDict
 
 __all__ = [
     "Interval",
-    "Summary",
+    "SampleSummary",
     "bootstrap_mean_interval",
+    "cosine",
     "mcnemar_exact",
     "paired_bootstrap_delta",
     "pass_at_k",
@@ -69,7 +70,7 @@ class Interval:
         return self.low <= x <= self.high
 
 
-class Summary(TypedDict):
+class SampleSummary(TypedDict):
     """Descriptive statistics of a sample, as returned by `summary`."""
 
     mean: float
@@ -281,14 +282,36 @@ def percentile(values: Sequence[float], q: float) -> float:
     return _percentile_sorted(sorted(_finite(values, "values")), q)
 
 
-def summary(values: Sequence[float]) -> Summary:
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity of two vectors of the same length, in [-1, 1].
+
+    A zero vector has no direction, so its cosine is undefined: that is an error (a scorer
+    reports it as ERROR, never as a low similarity).
+
+    Raises:
+        ValueError: If the vectors differ in length or either is all zeros.
+
+    Example:
+        ```python
+        cosine([1, 0], [1, 1])  # 0.7071...
+        ```
+    """
+    if len(a) != len(b):
+        raise ValueError(f"embeddings differ in length ({len(a)} and {len(b)})")
+    norms = math.hypot(*a) * math.hypot(*b)
+    if norms == 0:
+        raise ValueError("an embedding is all zeros (empty text?)")
+    return max(-1.0, min(1.0, math.fsum(x * y for x, y in zip(a, b, strict=True)) / norms))
+
+
+def summary(values: Sequence[float]) -> SampleSummary:
     """Mean, median, 95th percentile, maximum and size of a sample.
 
     Args:
         values: The sample, finite numbers, in any order (latencies, scores, tokens).
 
     Returns:
-        A `Summary` dict with keys ``mean``, ``p50``, ``p95``, ``max`` and ``n``.
+        A `SampleSummary` dict with keys ``mean``, ``p50``, ``p95``, ``max`` and ``n``.
 
     Raises:
         ValueError: If ``values`` is empty or holds a non-finite number.
@@ -300,7 +323,7 @@ def summary(values: Sequence[float]) -> Summary:
         ```
     """
     xs = sorted(_finite(values, "values"))
-    return Summary(
+    return SampleSummary(
         mean=_mean(xs),
         p50=_percentile_sorted(xs, 50),
         p95=_percentile_sorted(xs, 95),

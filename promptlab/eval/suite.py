@@ -121,7 +121,7 @@ class Gate(BaseModel):
         return ops[self.op]
 
 
-class Settings(BaseModel):
+class RunSettings(BaseModel):
     """Run settings a suite may fix (the command line overrides them)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -142,7 +142,7 @@ class Suite(BaseModel):
     dataset: Dataset
     scorers: tuple[ScorerSpec, ...] = Field(min_length=1)
     gates: dict[Stage, tuple[Gate, ...]] = Field(default_factory=dict)
-    settings: Settings = Settings()
+    settings: RunSettings = RunSettings()
     # Promotion's non-inferiority margins: how much lower prod's pass rate may be than dev's
     # (per scorer, or "default").
     margins: dict[str, float] = Field(default_factory=dict)

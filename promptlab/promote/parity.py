@@ -11,7 +11,6 @@ what a backend cannot show is reported as not observable on it, never guessed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -24,6 +23,7 @@ from promptlab.declare.agent import Agent
 from promptlab.declare.flow import Flow
 from promptlab.declare.prompt import Prompt
 from promptlab.eval.results import CaseResult
+from promptlab.eval.stats import cosine
 from promptlab.eval.suite import Suite
 from promptlab.runtime.executor import Executor
 
@@ -221,12 +221,6 @@ def check_sampling(
     return Check(name="sampling", status=status, summary=summary, evidence=evidence)
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
-
-
 async def check_embeddings(
     flow: Flow, suite: Suite, dev: Backend, prod: Backend, state_dir: Path
 ) -> list[Check]:
@@ -238,7 +232,7 @@ async def check_embeddings(
         texts = [c.text for c in retriever.chunks()]
         a = await dev.embeddings(retriever.embed).aembed_documents(texts)
         b = await prod.embeddings(retriever.embed).aembed_documents(texts)
-        cosines = [_cosine(x, y) for x, y in zip(a, b, strict=True)]
+        cosines = [cosine(x, y) for x, y in zip(a, b, strict=True)]
         low, mean = min(cosines), sum(cosines) / len(cosines)
         dev_index, prod_index = await dev_ex.index(retriever), await prod_ex.index(retriever)
         overlap: list[float] = []

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from pydantic import BaseModel
 
-from promptlab.declare.agent import Agent, describe_error, to_text
+from promptlab.declare.agent import Agent, describe_error
 from promptlab.declare.prompt import parse_output
 from promptlab.errors import ToolsUnsupportedError
 from promptlab.runtime.result import ToolCall
+from promptlab.text import as_text
 
 if TYPE_CHECKING:
     from promptlab.runtime.executor import OnToken, _Call
@@ -59,7 +59,7 @@ async def _use_tool(
     try:
         if tool is None:
             raise LookupError(f"no tool named {name!r}; tools: {[t.name for t in agent.tools]}")
-        record.result = to_text(await tool.call(arguments))
+        record.result = as_text(await tool.call(arguments))
     except Exception as exc:
         record.error = describe_error(exc)
     call.result.tool_calls.append(record)
@@ -105,7 +105,7 @@ async def _json_loop(
         if decision.tool == "final_answer":
             if on_token:  # decisions are JSON: only the answer is worth showing, whole
                 answer = decision.answer
-                on_token(answer.model_dump_json() if isinstance(answer, BaseModel) else answer)
+                on_token(as_text(answer))
             return decision.answer
         arguments = decision.arguments.model_dump(mode="json")
         result = await _use_tool(call, agent, step, decision.tool, arguments, "json", parent)

@@ -37,6 +37,7 @@ from promptlab.serve.asgi import (
 from promptlab.serve.failures import Failure, bad_request, failure_for
 from promptlab.serve.guard import note_failure, request_info
 from promptlab.serve.service import FlowService, TokenStream
+from promptlab.text import as_text
 
 DONE = b"data: [DONE]\n\n"
 
@@ -147,11 +148,6 @@ def _fields(flow: Flow) -> str:
     )
 
 
-def output_text(output: Any) -> str:
-    """A flow's output as message content: text as is, a structured output as JSON."""
-    return output.model_dump_json() if isinstance(output, BaseModel) else str(output)
-
-
 def usage_json(result: RunResult) -> dict[str, int]:
     """OpenAI's usage object."""
     u = result.usage
@@ -173,7 +169,7 @@ def completion_body(cid: str, created: int, model: str, result: RunResult) -> by
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": output_text(result.output)},
+                    "message": {"role": "assistant", "content": as_text(result.output)},
                     "logprobs": None,
                     "finish_reason": "stop",
                 }

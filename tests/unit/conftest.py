@@ -1,4 +1,4 @@
-"""Unit-test fixtures: a hermetic environment and the fake backend."""
+"""Unit-test fixtures: a hermetic environment and the fake backend (promptlab.testing)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 
 ENV_PREFIXES = ("PROMPTLAB_", "OLLAMA_", "OPENAI_", "VLLM_", "MLFLOW_TRACKING_URI")
 
@@ -32,10 +32,7 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeBackend]]:
-    """Registers the ``fake`` backend kind, as a plugin's entry point would."""
-    from promptlab import backends
-
-    monkeypatch.setitem(backends.KINDS, "fake", "tests.unit.fakes:FakeBackend")
+    """The built-in ``fake`` kind, with its class-level script and last instance reset."""
     monkeypatch.setattr(FakeBackend, "default_script", [])
     monkeypatch.setattr(FakeBackend, "last", None)
     yield FakeBackend

@@ -267,7 +267,7 @@ def test_unknown_backend_kind_lists_the_known_kinds(project: Path) -> None:
         get_backend("gpu", load_settings(project))
     message = str(info.value)
     assert "unknown backend kind 'tgi'" in message
-    assert "ollama, openai, vllm, llamacpp" in message
+    assert "fake, llamacpp, ollama, openai, vllm" in message
 
 
 def test_an_unmapped_logical_model_names_the_fix() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from promptlab import load_flow
 from promptlab.runtime.executor import Executor
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 

@@ -1,7 +1,8 @@
 """Scorers: the interface, the registry and the built-in kinds.
 
-Every kind is a function registered with :func:`scorer`; :func:`get_scorer` finds one by name
-(and registers the built-in kinds on first use). The built-in kinds, grouped by module:
+Every kind is a function registered with :func:`scorer` in the ``SCORERS`` registry; the
+built-in modules are declared as entry points of the ``promptlab.scorers`` group and loaded
+the way a plugin package's are. The built-in kinds, grouped by module:
 
 - ``deterministic``: ``exact``, ``contains``, ``not_contains``, ``regex``, ``json_valid``,
   ``field_equals``, ``numeric``;

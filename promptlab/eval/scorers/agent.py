@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptlab.eval.scorers.base import MISSING, Score, ScoreContext, scorer
-from promptlab.eval.scorers.deterministic import as_text
 from promptlab.runtime.result import ToolCall
+from promptlab.text import as_text
 
 
 class ExpectedCall(BaseModel):

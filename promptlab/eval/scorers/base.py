@@ -8,11 +8,11 @@ decorating a function in a Python file that the suite lists under ``plugins``.
 from pydantic import BaseModel
 from promptlab.eval import Score, ScoreContext, scorer
 
-class Settings(BaseModel):
+class FieldSettings(BaseModel):
     field: str
 
-@scorer("non_empty", settings=Settings)
-def non_empty(ctx: ScoreContext, settings: Settings) -> Score:
+@scorer("acme.non_empty", settings=FieldSettings)
+def non_empty(ctx: ScoreContext, settings: FieldSettings) -> Score:
     text = str(ctx.value_at(settings.field))
     return Score.check(bool(text.strip()), value=len(text))
 ```
@@ -29,7 +29,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from promptlab.errors import UserError, first_problem, one_line
 from promptlab.eval.suite import Case, ScorerSpec
+from promptlab.registry import Registry, source_of
 from promptlab.runtime.result import RunResult
+from promptlab.text import as_text
 
 Status = Literal["PASS", "FAIL", "ERROR"]
 MISSING: Any = object()
@@ -115,10 +117,7 @@ class ScoreContext:
 
     def text(self, path: str | None = None) -> str:
         """A field (or the whole output) as text."""
-        value = self.value_at(path)
-        if isinstance(value, BaseModel):
-            return value.model_dump_json()
-        return str(value)
+        return as_text(self.value_at(path))
 
 
 ScorerFn = Callable[[ScoreContext, Any], Score | Awaitable[Score]]
@@ -167,16 +166,41 @@ class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-SCORERS: dict[str, ScorerKind] = {}
+SCORERS: Registry[ScorerKind] = Registry(
+    "scorer",
+    "promptlab.scorers",
+    [
+        "deterministic = promptlab.eval.scorers.deterministic",
+        "semantic = promptlab.eval.scorers.semantic",
+        "judge = promptlab.eval.scorers.judge",
+        "rag = promptlab.eval.scorers.rag",
+        "agent = promptlab.eval.scorers.agent",
+    ],
+    hint="register one with @scorer in a file listed under the suite's `plugins`, or in a "
+    "package's promptlab.scorers entry points",
+)
 
 
 def scorer(
     name: str, *, settings: type[BaseModel] = NoSettings, needs_expectation: bool = True
 ) -> Callable[[ScorerFn], ScorerFn]:
-    """Register a scorer kind under ``name`` (settings: a pydantic model, extra="forbid")."""
+    """Register a scorer kind under ``name`` (settings: a pydantic model, extra="forbid").
+
+    Plugins namespace their kinds (``acme.exact``); a name registered by two different
+    modules is an error naming both.
+
+    Example:
+        ```python
+        @scorer("acme.non_empty")
+        def non_empty(ctx: ScoreContext, settings: object) -> Score:
+            return Score.check(bool(ctx.text().strip()))
+        ```
+    """
 
     def register(fn: ScorerFn) -> ScorerFn:
-        SCORERS[name] = ScorerKind(name, fn, settings, needs_expectation)
+        SCORERS.register(
+            name, ScorerKind(name, fn, settings, needs_expectation), source=source_of(fn)
+        )
         return fn
 
     return register
@@ -184,12 +208,4 @@ def scorer(
 
 def get_scorer(name: str) -> ScorerKind:
     """The scorer kind registered under ``name``."""
-    from promptlab.eval.scorers import builtin  # noqa: F401 - registers the built-in kinds
-
-    try:
-        return SCORERS[name]
-    except KeyError:
-        raise UserError(
-            f"unknown scorer kind '{name}': use one of {', '.join(sorted(SCORERS))}, or "
-            "register one with @scorer in a file listed under `plugins`"
-        ) from None
+    return SCORERS.get(name)

@@ -14,17 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from promptlab.eval.scorers.base import Score, ScoreContext, scorer
-
-
-def as_text(value: Any) -> str:
-    """A value as text: models and containers as JSON, enums by value, the rest with str()."""
-    if isinstance(value, BaseModel):
-        return value.model_dump_json()
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, dict | list | tuple | bool) or value is None:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return str(value)
+from promptlab.text import as_text
 
 
 def clip(text: str, limit: int = 200) -> str:

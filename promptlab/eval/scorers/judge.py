@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptlab.eval.scorers.base import MISSING, Score, ScoreContext, scorer
-from promptlab.eval.scorers.deterministic import as_text, clip
+from promptlab.eval.scorers.deterministic import clip
+from promptlab.text import as_text
 
 VERDICT_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptlab.eval.scorers.base import Score, ScoreContext, scorer
-from promptlab.eval.scorers.deterministic import as_text
+from promptlab.eval.stats import cosine
+from promptlab.text import as_text
 
 
 class SimilaritySettings(BaseModel):
@@ -20,16 +18,6 @@ class SimilaritySettings(BaseModel):
     threshold: float = Field(default=0.7, ge=-1, le=1)
     model: str = "embed"
     backend: str | None = None
-
-
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    """Cosine similarity of two vectors of the same length (not both zero)."""
-    if len(a) != len(b):
-        raise ValueError(f"embeddings differ in length ({len(a)} and {len(b)})")
-    norms = math.hypot(*a) * math.hypot(*b)
-    if norms == 0:
-        raise ValueError("an embedding is all zeros (empty text?)")
-    return math.fsum(x * y for x, y in zip(a, b, strict=True)) / norms
 
 
 @scorer("semantic_similarity", settings=SimilaritySettings)

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from promptlab import Flow, Prompt
 from promptlab.bench.flow import FlowTarget, check_inputs, read_dataset
 from promptlab.errors import InputError, UserError
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 
 
 class Question(BaseModel):

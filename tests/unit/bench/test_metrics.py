@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from promptlab.bench.metrics import Distribution, RequestRecord, Stopwatch, percentile, summarize
+from promptlab.bench.metrics import Distribution, RequestRecord, Stopwatch, summarize
+from promptlab.eval.stats import percentile
 
 
 def record(index: int, start: float, end: float, ttft: float, itl: list[float], out: int, **kw):  # type: ignore[no-untyped-def]
@@ -22,7 +23,8 @@ def test_percentile_interpolates_like_numpy() -> None:
     assert percentile(values, 95) == pytest.approx(4.8)  # numpy.percentile gives 4.8
     assert percentile(values, 99) == pytest.approx(4.96)
     assert percentile([7.0], 99) == 7.0
-    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError):
+        percentile([], 50)
 
 
 def test_tpot_is_decode_time_over_tokens_after_the_first() -> None:

@@ -15,7 +15,7 @@ from promptlab.backends import create_backend
 from promptlab.bench.raw import PROMPTS, RawTarget, raw_class, raw_client
 from promptlab.config import Profile
 from promptlab.errors import UserError
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 
 
 class Chunks(httpx.AsyncByteStream):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from promptlab.bench.metrics import RequestRecord, summarize
 from promptlab.bench.report import recommend, report_text, table, write_outputs
-from promptlab.bench.results import BenchResult, LevelResult, Target
+from promptlab.bench.results import BenchedBackend, BenchResult, LevelResult
 
 
 def level(backend: str, concurrency: int, tok_s: float, failed: int = 0, e2e: float = 1.0):  # type: ignore[no-untyped-def]
@@ -35,7 +35,7 @@ def result(levels: list[LevelResult], mode: str = "flow") -> BenchResult:
         mode=mode,  # type: ignore[arg-type]
         subject="triage" if mode == "flow" else "raw model",
         source="suite evals/triage.yaml",
-        backends=[Target(name=n, kind=n, model=f"{n}:m", url="http://x") for n in names],
+        backends=[BenchedBackend(name=n, kind=n, model=f"{n}:m", url="http://x") for n in names],
         concurrency=sorted({lv.concurrency for lv in levels}),
         requests=1,
         warmup=0,

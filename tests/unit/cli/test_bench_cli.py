@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from promptlab.cli import main
+from promptlab.testing import FakeBackend
 from tests.unit.cli.test_cli import TEXT_FLOW, cli, one_error_line
-from tests.unit.fakes import FakeBackend
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from promptlab.cli import build_parser, main
 from promptlab.cli.run import parse_inputs
 from promptlab.errors import InputError
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -393,8 +393,10 @@ HEAVY = (
         "\n    pass",
         "import promptlab.cli\ntry:\n    promptlab.cli.main(['serve', '--help'])\n"
         "except SystemExit:\n    pass",
+        "import promptlab.cli\ntry:\n    promptlab.cli.main(['eval', 'compare', '--help'])\n"
+        "except SystemExit:\n    pass",
     ],
-    ids=["build-parser", "help", "run-help", "serve-help"],
+    ids=["build-parser", "help", "run-help", "serve-help", "eval-compare-help"],
 )
 def test_starting_the_cli_imports_nothing_heavy(code: str) -> None:
     check = (
@@ -419,3 +421,45 @@ def test_counts_below_one_are_refused_by_the_parser(
         build_parser().parse_args(["eval", "evals/triage.yaml", flag, "0"])
     assert exit_info.value.code == 2
     assert f"argument {flag}: '0' is not a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_eval_runs_suites_by_default_and_compare_is_a_subcommand(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parse = build_parser().parse_args
+    suite = parse(["eval", "evals/triage.yaml", "--limit", "2"])
+    assert (suite.command.name, suite.targets, suite.limit) == ("run", ["evals/triage.yaml"], 2)
+    assert parse(["eval"]).command.name == "run"
+    assert parse(["eval", "--schema"]).schema is True
+    assert parse(["eval", "run", "x.yaml"]).targets == ["x.yaml"]
+    both = parse(["eval", "compare", "RUN_A", "RUN_B", "--json"])
+    assert (both.command.name, both.run_a, both.run_b, both.json) == (
+        "compare",
+        "RUN_A",
+        "RUN_B",
+        True,
+    )
+    with pytest.raises(SystemExit) as info:
+        parse(["eval", "compare", "RUN_A"])
+    assert info.value.code == 2
+    assert "the following arguments are required: RUN_B" in capsys.readouterr().err
+
+
+def test_help_lists_every_registered_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from promptlab.cli.command import COMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name in COMMANDS.names():
+        assert f"    {name} " in out
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    out = capsys.readouterr().out
+    assert (
+        "compare" in out and "run" in out and "`promptlab eval SUITE` is" in " ".join(out.split())
+    )
+
+
+def test_a_flow_argument_named_like_a_command_is_not_rewritten() -> None:
+    assert build_parser().parse_args(["run", "eval"]).flow == "eval"

@@ -16,7 +16,7 @@ from promptlab.eval.runner import EvalAborted, Runner, Scoring, select
 from promptlab.eval.scorers.base import Models, Score, ScorerKind
 from promptlab.eval.suite import Case, Gate, ScorerSpec, SuiteError
 from promptlab.runtime.executor import Executor
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 
 
 class Ticket(BaseModel):

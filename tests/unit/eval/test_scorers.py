@@ -558,7 +558,7 @@ def test_an_unknown_kind_lists_the_known_ones() -> None:
     with pytest.raises(UserError) as info:
         get_scorer("nope")
     message = str(info.value)
-    assert message.startswith("unknown scorer kind 'nope': use one of ")
+    assert message.startswith("unknown scorer 'nope': use one of ")
     for kind in ("exact", "judge", "mrr", "retrieval_recall", "steps", "tool_called"):
         assert kind in message
 

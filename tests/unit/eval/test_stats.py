@@ -426,3 +426,14 @@ def test_mcnemar_exact_handles_many_discordant_pairs() -> None:
 def test_mcnemar_exact_rejects_negative_counts() -> None:
     with pytest.raises(ValueError):
         mcnemar_exact(-1, 3)
+
+
+def test_cosine_is_exact_bounded_and_undefined_for_a_zero_vector() -> None:
+    from promptlab.eval.stats import cosine
+
+    assert cosine([1.0, 0.0], [1.0, 1.0]) == pytest.approx(math.sqrt(0.5))
+    assert cosine([1.0, 2.0], [-1.0, -2.0]) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="all zeros"):
+        cosine([0.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="differ in length"):
+        cosine([1.0], [1.0, 0.0])

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from promptlab import Agent, Flow, Prompt, RunResult
 from promptlab.errors import OutputValidationError, ToolsUnsupportedError
 from promptlab.runtime.executor import Executor
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 
 ORDERS = {"NH-1": {"status": "shipped", "carrier": "DHL"}}
 

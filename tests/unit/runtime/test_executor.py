@@ -19,7 +19,7 @@ from promptlab.errors import (
     OutputValidationError,
 )
 from promptlab.runtime.executor import Executor
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 
 
 class Ticket(BaseModel):

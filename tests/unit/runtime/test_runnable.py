@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from promptlab import Flow, Prompt, RunResult
 from promptlab.errors import BackendUnreachableError, ConfigError, InputError
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 
 
 class Question(BaseModel):

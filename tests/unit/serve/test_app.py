@@ -15,8 +15,8 @@ from promptlab.backends.base import Probe
 from promptlab.errors import ConfigError, FlowLoadError
 from promptlab.serve.config import ServeConfig
 from promptlab.serve.target import BackendOptions, resolve_target
+from promptlab.testing import FakeBackend
 from tests.servers import free_port
-from tests.unit.fakes import FakeBackend
 from tests.unit.serve.helpers import FLOWS, chat, client, make_app, sse_data, triage_flow
 
 pytestmark = pytest.mark.anyio

@@ -16,7 +16,7 @@ from promptlab.errors import ConfigError
 from promptlab.serve import guard
 from promptlab.serve.guard import APIKeys, load_api_keys
 from promptlab.serve.logs import JSONFormatter, log
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 from tests.unit.serve.helpers import chat, client, make_app
 
 pytestmark = pytest.mark.anyio

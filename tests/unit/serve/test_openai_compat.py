@@ -11,7 +11,7 @@ import pytest
 
 from promptlab import load_flow
 from promptlab.serve.openai_compat import parse_chat, text_field
-from tests.unit.fakes import FakeBackend
+from promptlab.testing import FakeBackend
 from tests.unit.serve.helpers import (
     FLOWS,
     PAIR,

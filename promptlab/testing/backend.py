@@ -1,38 +1,42 @@
-"""Deterministic stand-ins for model servers: a scripted chat model and a bag-of-words embedder.
+"""The fake backend: scripted (or computed) chat replies and hashed embeddings, no network.
 
-``FakeBackend`` is a real :class:`promptlab.backends.base.Backend` (kind ``fake``). Every chat
-model it creates draws its replies from one shared script, in order, and records what it was
-sent, so a test scripts a whole run (several steps, an agent loop) up front and then checks
-the messages, schemas and tools each call received.
+``FakeBackend`` is a real :class:`~promptlab.backends.base.Backend`, registered as kind
+``fake``. Every chat model it creates draws its replies from one shared script, in order, and
+records each call, so a test scripts a whole run (several steps, an agent loop) up front and
+then checks the messages, schemas and tools each call received.
 
 A script item is:
 
 - a ``str``: the reply text;
 - an ``AIMessage``: sent as is (e.g. with ``tool_calls``);
-- an exception instance: raised by the model call. ``translate`` maps ``ConnectionError``
-  to BackendUnreachableError, ``OverflowError`` to ContextWindowError and ``ToolsRefused``
-  to ToolsUnsupportedError;
+- an exception instance: raised by the model call (``ConnectionError`` becomes
+  BackendUnreachableError, ``OverflowError`` ContextWindowError and ``ToolsRefused``
+  ToolsUnsupportedError, as a real backend's would);
 - a callable ``(messages) -> str | AIMessage``: computes the reply.
 
-Replies without ``usage_metadata`` get ``FakeBackend.usage`` tokens.
+Without a script, replies are made up: valid JSON for a call with a schema, one call of each
+bound tool (then a text answer once the tool results are in), else an echo of the last
+message. A scripted run that makes more calls than scripted fails with ScriptExhausted.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
@@ -46,6 +50,7 @@ from promptlab.errors import (
     PromptlabError,
     ToolsUnsupportedError,
 )
+from promptlab.testing.schema import example_for
 
 ScriptItem = str | AIMessage | BaseException | Callable[[list[BaseMessage]], Any]
 
@@ -81,12 +86,15 @@ class Call:
 class Script:
     """Replies shared by every chat model of one backend, and the log of calls."""
 
-    def __init__(self, items: Iterator[ScriptItem]) -> None:
+    def __init__(self, items: Iterator[ScriptItem] | None) -> None:
         self.items = items
         self.calls: list[Call] = []
         self.lock = threading.Lock()
 
-    def next(self) -> ScriptItem:
+    def next(self, call: Call) -> ScriptItem:
+        """The next scripted item, or a made-up reply when there is no script."""
+        if self.items is None:
+            return made_up_reply(call)
         with self.lock:
             try:
                 return next(self.items)
@@ -96,8 +104,24 @@ class Script:
                 ) from None
 
 
-class ScriptedChatModel(GenericFakeChatModel):
-    """GenericFakeChatModel drawing from a shared script, recording every call it gets."""
+def made_up_reply(call: Call) -> AIMessage:
+    """An unscripted reply: JSON for a schema, each tool once, else an echo of the last text."""
+    if call.json_schema is not None:
+        return AIMessage(content=json.dumps(example_for(call.json_schema)))
+    answered = any(isinstance(m, ToolMessage) for m in call.messages)
+    if call.tools and not answered:
+        calls = []
+        for i, tool in enumerate(call.tools):
+            spec = tool.get("function", tool)
+            args = example_for(spec.get("parameters") or {"type": "object"})
+            calls.append({"name": spec["name"], "args": args, "id": f"call_{i}"})
+        return AIMessage(content="", tool_calls=calls)
+    last = call.messages[-1].text if call.messages else ""
+    return AIMessage(content=f"fake reply to: {last}")
+
+
+class FakeChatModel(GenericFakeChatModel):
+    """A LangChain chat model drawing from a shared script, recording every call it gets."""
 
     script: Script
     json_schema: dict[str, Any] | None = None
@@ -105,7 +129,9 @@ class ScriptedChatModel(GenericFakeChatModel):
     usage: tuple[int, int] = (7, 3)
     refuse_tools: bool = False
 
-    def bind_tools(self, tools: Any, **kwargs: Any) -> Runnable[Any, BaseMessage]:
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools the way LangChain integrations do: as a call keyword argument."""
         return self.bind(tools=list(tools), **kwargs)
 
@@ -117,11 +143,12 @@ class ScriptedChatModel(GenericFakeChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         tools = kwargs.get("tools")
+        call = Call(list(messages), self.json_schema, tools, self.sampling)
         with self.script.lock:
-            self.script.calls.append(Call(list(messages), self.json_schema, tools, self.sampling))
+            self.script.calls.append(call)
         if tools and self.refuse_tools:
             raise ToolsRefused("this model does not support tools")
-        item = self.script.next()
+        item = self.script.next(call)
         if isinstance(item, BaseException):
             raise item
         if callable(item) and not isinstance(item, AIMessage):
@@ -129,13 +156,8 @@ class ScriptedChatModel(GenericFakeChatModel):
         message = AIMessage(content=item) if isinstance(item, str) else item
         if message.usage_metadata is None:
             i, o = self.usage
-            message = message.model_copy(
-                update={
-                    "usage_metadata": UsageMetadata(
-                        input_tokens=i, output_tokens=o, total_tokens=i + o
-                    )
-                }
-            )
+            usage = UsageMetadata(input_tokens=i, output_tokens=o, total_tokens=i + o)
+            message = message.model_copy(update={"usage_metadata": usage})
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -147,41 +169,33 @@ class ScriptedChatModel(GenericFakeChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         message = self._generate(messages, stop, run_manager, **kwargs).generations[0].message
         assert isinstance(message, AIMessage)
-        tokens = [t for t in re.split(r"(\s)", message.text) if t]
-        for token in tokens:
+        for token in (t for t in re.split(r"(\s)", message.text) if t):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
             if run_manager:
                 run_manager.on_llm_new_token(token, chunk=chunk)
             yield chunk
+        tool_chunks: list[Any] = [
+            {
+                "name": tc["name"],
+                "args": json.dumps(tc["args"]),
+                "id": tc.get("id"),
+                "index": i,
+                "type": "tool_call_chunk",
+            }
+            for i, tc in enumerate(message.tool_calls)
+        ]
         yield ChatGenerationChunk(
             message=AIMessageChunk(
-                content="",
-                tool_call_chunks=[
-                    {
-                        "name": tc["name"],
-                        "args": _json(tc["args"]),
-                        "id": tc.get("id"),
-                        "index": i,
-                        "type": "tool_call_chunk",
-                    }
-                    for i, tc in enumerate(message.tool_calls)
-                ],
-                usage_metadata=message.usage_metadata,
+                content="", tool_call_chunks=tool_chunks, usage_metadata=message.usage_metadata
             )
         )
 
     @property
     def _llm_type(self) -> str:
-        return "scripted-fake"
+        return "promptlab-fake"
 
 
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
-
-
-class BagOfWordsEmbeddings(Embeddings):
+class FakeEmbeddings(Embeddings):
     """Hashed bag of words, L2-normalised: texts sharing words are close, others are not."""
 
     def __init__(self, size: int = 256) -> None:
@@ -190,7 +204,8 @@ class BagOfWordsEmbeddings(Embeddings):
         self.queries_embedded = 0
         self._lock = threading.Lock()
 
-    def _vector(self, text: str) -> list[float]:
+    def vector(self, text: str) -> list[float]:
+        """The embedding of one text (deterministic across runs and machines)."""
         vector = [0.0] * self.size
         for word in re.findall(r"[a-z0-9]+", text.lower()):
             vector[zlib.crc32(word.encode()) % self.size] += 1.0
@@ -198,24 +213,38 @@ class BagOfWordsEmbeddings(Embeddings):
         return [v / norm for v in vector]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents."""
         with self._lock:
             self.documents_embedded += len(texts)
-        return [self._vector(t) for t in texts]
+        return [self.vector(t) for t in texts]
 
     def embed_query(self, text: str) -> list[float]:
+        """Embed a query."""
         with self._lock:
             self.queries_embedded += 1
-        return self._vector(text)
+        return self.vector(text)
 
 
 class FakeBackend(Backend):
-    """A backend whose server is a script: no network, no model files."""
+    """A backend whose server is a script: no network, no model files (kind ``fake``).
+
+    Example:
+        ```python
+        from promptlab.testing import FakeBackend
+
+        backend = FakeBackend(script=["Paris."])
+        print(flow.bind(backend).invoke({"question": "Capital of France?"}))  # Paris.
+        assert backend.calls[0].texts[-1] == "Capital of France?"
+        ```
+    """
 
     kind: ClassVar[str] = "fake"
+    #: Real backends refuse to start under PROMPTLAB_BLOCK_MODEL_REQUESTS; this one never calls out.
+    makes_model_requests: ClassVar[bool] = False
 
-    #: What instances built by ``create_backend`` (e.g. from the CLI) reply; tests set it.
-    default_script: ClassVar[list[ScriptItem]] = []
-    #: The last instance built, so that a CLI test can look at its calls.
+    #: What instances built from a profile (e.g. by the CLI) reply; see :func:`scripted`.
+    default_script: ClassVar[list[ScriptItem] | None] = None
+    #: The last instance built, so that a test can look at its calls.
     last: ClassVar[FakeBackend | None] = None
 
     def __init__(
@@ -229,13 +258,14 @@ class FakeBackend(Backend):
         usage: tuple[int, int] = (7, 3),
     ) -> None:
         super().__init__(profile or fake_profile(), root or Path.cwd())
-        items = list(self.default_script) if script is None else script
-        self.script = Script(iter(items))
+        if script is None and self.default_script:
+            script = list(self.default_script)
+        self.script = Script(None if script is None else iter(script))
         self.native = native
         self.refuse_tools = refuse_tools
         self.usage = usage
-        self.embedder = BagOfWordsEmbeddings()
-        self.models_created: list[ScriptedChatModel] = []
+        self.embedder = FakeEmbeddings()
+        self.models_created: list[FakeChatModel] = []
         FakeBackend.last = self
 
     @classmethod
@@ -250,9 +280,10 @@ class FakeBackend(Backend):
 
     def chat_model(
         self, logical: str, sampling: Sampling, json_schema: dict[str, Any] | None = None
-    ) -> ScriptedChatModel:
+    ) -> FakeChatModel:
+        """A scripted chat model (the logical name must be mapped, as on a real backend)."""
         self.spec(logical)
-        model = ScriptedChatModel(
+        model = FakeChatModel(
             messages=iter(()),
             script=self.script,
             json_schema=json_schema,
@@ -264,16 +295,20 @@ class FakeBackend(Backend):
         return model
 
     def embeddings(self, logical: str) -> Embeddings:
+        """Hashed bag-of-words embeddings."""
         self.spec(logical)
         return self.embedder
 
     async def probe(self) -> Probe:
-        return Probe(True, "fake://", "scripted", tuple(self.profile.models))
+        """Always up."""
+        return Probe(True, self.profile.url or "fake://", "scripted", tuple(self.profile.models))
 
     async def native_tools(self, logical: str) -> bool:
+        """Whether tools are sent natively (``native=True``) or through the JSON loop."""
         return self.native
 
     async def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
+        """Map the scripted exceptions to promptlab's errors, as a real backend does."""
         if isinstance(exc, ConnectionError):
             return BackendUnreachableError(
                 f"the fake server is not reachable at {self.url(logical)}: start it"
