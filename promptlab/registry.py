@@ -58,11 +58,10 @@ class EntryPoint(NamedTuple):
 
     def load(self) -> Any:
         """Import the module (and fetch the attribute, if any)."""
-        module = importlib.import_module(self.module)
-        target: Any = module
+        loaded: Any = importlib.import_module(self.module)
         for part in filter(None, self.attr.split(".")):
-            target = getattr(target, part)
-        return target
+            loaded = getattr(loaded, part)
+        return loaded
 
 
 def installed_entry_points(group: str) -> list[EntryPoint]:

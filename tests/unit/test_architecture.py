@@ -3,8 +3,8 @@
 Layers, lowest first (a module may import its own package and lower layers only; the packages
 of one layer do not import each other)::
 
-    errors -> config, hashing -> backends -> declare -> runtime -> eval, bench
-           -> tracking -> promote -> serve -> cli
+    errors -> config, hashing, registry, text -> backends -> declare -> runtime
+           -> eval, testing -> bench -> tracking -> promote -> serve -> cli
 
 Every import counts: at module level, inside functions and under ``TYPE_CHECKING``. The
 package root ``promptlab`` (its lazy public API and ``__version__``) and ``__main__`` are
@@ -23,11 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("config", "hashing"),
+    ("config", "hashing", "registry", "text"),
     ("backends",),
     ("declare",),
     ("runtime",),
-    ("eval", "bench"),
+    ("eval", "testing"),
+    ("bench",),
     ("tracking",),
     ("promote",),
     ("serve",),
@@ -41,14 +42,12 @@ KNOWN_LAYER_BREAKS = {
     ("promptlab.backends.openai", "promptlab.declare.prompt"),
     ("promptlab.backends.ollama", "promptlab.declare.prompt"),
     ("promptlab.backends.llamacpp", "promptlab.declare.prompt"),
+    ("promptlab.backends.wire.ollama_api", "promptlab.declare.prompt"),
+    ("promptlab.backends.wire.openai_chat", "promptlab.declare.prompt"),
     # Flow.bind() (public API) builds a FlowRunnable: a lazy import of the layer above.
     ("promptlab.declare.flow", "promptlab.runtime.runnable"),
 }
-KNOWN_PRIVATE_IMPORTS = {
-    # Raw server calls outside backends/: removed by the Backend-interface work (issue 12).
-    ("promptlab.promote.templates", "promptlab.backends._http"),
-    ("promptlab.promote.pipeline", "promptlab.backends._http"),
-}
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path, root: Path) -> str:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from promptlab.config import load_settings
+from promptlab.testing import FakeBackend
 from promptlab.tracking import open_store
 from promptlab.tracking.memory import MemoryStore
 from tests.unit.cli.test_cli import TEXT_FLOW, cli, one_error_line
-from tests.unit.fakes import FakeBackend
 
 SUITE = """\
 flow: ../qa.py

@@ -9,7 +9,7 @@ from pathlib import Path
 from promptlab.backends.chat_templates import Rendered
 from promptlab.backends.wire import Message
 from promptlab.promote import parity
-from tests.unit.fakes import FakeBackend, fake_profile
+from promptlab.testing import FakeBackend, fake_profile
 from tests.unit.serve.helpers import chat_flow
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from promptlab.config import load_settings
+from promptlab.testing import FakeBackend
 from promptlab.tracking import open_store
 from promptlab.tracking.memory import MemoryStore
 from tests.unit.cli.test_cli import TEXT_FLOW, cli
-from tests.unit.fakes import FakeBackend
 
 
 def test_a_bench_is_one_run_with_metrics_per_concurrency(
