@@ -193,6 +193,7 @@ class _Call:
         parent: int,
         schema: dict[str, Any] | None = None,
         tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | None = None,
         on_token: OnToken | None = None,
     ) -> AIMessage:
         """One model call, with errors translated and usage, timing and silent failures checked."""
@@ -200,7 +201,9 @@ class _Call:
         if schema is None and tools is None:
             schema = prompt.json_schema
         model = self.ex.chat_model(logical, prompt.sampling, schema)
-        runnable: Runnable[Any, BaseMessage] = model.bind_tools(tools) if tools else model
+        runnable: Runnable[Any, BaseMessage] = (
+            model.bind_tools(tools, tool_choice=tool_choice) if tools else model
+        )
         concrete = self.result.models.get(logical) or self.ex.backend.describe(logical)
         span = self.recorder.open(
             concrete,

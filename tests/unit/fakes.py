@@ -66,6 +66,7 @@ class Call:
     json_schema: dict[str, Any] | None
     tools: list[dict[str, Any]] | None
     sampling: Sampling
+    tool_choice: Any = None
 
     @property
     def texts(self) -> list[str]:
@@ -118,7 +119,15 @@ class ScriptedChatModel(GenericFakeChatModel):
     ) -> ChatResult:
         tools = kwargs.get("tools")
         with self.script.lock:
-            self.script.calls.append(Call(list(messages), self.json_schema, tools, self.sampling))
+            self.script.calls.append(
+                Call(
+                    list(messages),
+                    self.json_schema,
+                    tools,
+                    self.sampling,
+                    kwargs.get("tool_choice"),
+                )
+            )
         if tools and self.refuse_tools:
             raise ToolsRefused("this model does not support tools")
         item = self.script.next()
