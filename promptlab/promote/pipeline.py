@@ -34,6 +34,7 @@ from promptlab.promote.launch import launched
 from promptlab.promote.lock import Lock, build_lock, lock_dir, vllm_args, write_lock
 from promptlab.promote.report import Report
 from promptlab.promote.templates import dev_template
+from promptlab.promote.tools import check_tools
 from promptlab.runtime.loader import load_flow
 from promptlab.tracking.evals import file_hash
 from promptlab.tracking.traces import _mlflow, open_store
@@ -240,7 +241,7 @@ async def _parity(
     checks.append(parity.check_sampling(flow, dev, windows, baseline))
     checks += await parity.check_embeddings(flow, suite, dev, prod, settings.state_dir)
     checks.append(await parity.check_outputs(flow, suite, prod, settings.state_dir))
-    return checks
+    return checks + await check_tools(flow, dev, prod, settings)
 
 
 def _bundle_files(flow: Flow, suite: Suite, settings: Settings) -> list[Path]:
