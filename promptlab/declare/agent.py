@@ -25,6 +25,10 @@ from promptlab.declare.prompt import Prompt
 from promptlab.errors import DeclarationError, first_problem
 
 
+class ToolError(Exception):
+    """Raise in a tool to answer the model with this message as the tool's error."""
+
+
 class BaseTool:
     """What an agent needs of a tool: a name, a description, an argument schema, a call."""
 
@@ -119,6 +123,8 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         where, message = first_problem(exc)
         return f"invalid arguments: {where}: {message}"
+    if isinstance(exc, ToolError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 

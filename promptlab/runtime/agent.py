@@ -144,7 +144,9 @@ async def _json_loop(
                 answer = decision.answer
                 on_token(answer.model_dump_json() if isinstance(answer, BaseModel) else answer)
             return decision.answer
-        arguments = decision.arguments.model_dump(mode="json")
+        arguments = decision.arguments
+        if isinstance(arguments, BaseModel):  # a function's arguments (MCP tools: a dict)
+            arguments = arguments.model_dump(mode="json")
         result = await _use_tool(call, agent, tools, step, decision.tool, arguments, "json", parent)
         messages += [
             AIMessage(content=reply.text),

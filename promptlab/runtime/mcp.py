@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import Field
 
-from promptlab.declare.agent import BaseTool
+from promptlab.declare.agent import BaseTool, ToolError
 from promptlab.declare.mcp import MCPServer
 from promptlab.errors import MCPError, MCPTimeoutError, MCPUnavailableError, MissingDependencyError
 
 
-class ToolFailedError(Exception):
+class ToolFailedError(ToolError):
     """A tool answered with an error (it goes back to the model, it does not end the run)."""
 
 
@@ -72,7 +72,17 @@ def _content_text(result: Any) -> str:
     structured = getattr(result, "structured_content", None)
     if not parts and structured is not None:
         return json.dumps(structured, ensure_ascii=False)
-    return "\n".join(parts)
+    return "\n".join(_compact(p) for p in parts)
+
+
+def _compact(text: str) -> str:
+    """JSON text without its indentation (fewer tokens for the model); other text as is."""
+    if not text.lstrip().startswith(("{", "[")):
+        return text
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False)
+    except ValueError:
+        return text
 
 
 def _timeout(server: MCPServer, what: str) -> str:
@@ -147,12 +157,22 @@ async def _list(server: MCPServer, client: Any) -> list[MCPTool]:
 
 @asynccontextmanager
 async def mcp_tools(servers: Sequence[MCPServer]) -> AsyncIterator[list[MCPTool]]:
-    """Connect to every server, list their tools, and keep the clients open for calls."""
-    async with AsyncExitStack() as stack:
-        tools: list[MCPTool] = []
-        for server in servers:
-            tools += await _list(server, await _open(stack, server))
-        yield tools
+    """Connect to every server, list their tools, and keep the clients open for calls.
+
+    The clients' task groups wrap whatever ends the run in an exception group: the error
+    itself is raised again, so callers see promptlab's errors, not the SDK's plumbing.
+    """
+    try:
+        async with AsyncExitStack() as stack:
+            tools: list[MCPTool] = []
+            for server in servers:
+                tools += await _list(server, await _open(stack, server))
+            yield tools
+    except BaseExceptionGroup as group:
+        leaf = _leaf(group)
+        if isinstance(leaf, Exception):
+            raise leaf from None
+        raise
 
 
 async def describe_mcp_tools(servers: Sequence[MCPServer]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import sys
 from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 WARRANTIES = {
@@ -37,7 +38,7 @@ def service_log(serial: str, lines: int = 10) -> str:
 @server.tool()
 def recall_notice(serial: str) -> str:
     """Recall notices for a kettle (this tool always fails)."""
-    raise RuntimeError(f"the recall database is down for {serial}")
+    raise ToolError(f"the recall database is down for {serial}")
 
 
 if __name__ == "__main__":
