@@ -35,6 +35,10 @@ class Backend(ABC):
     """
 
     kind: ClassVar[str]
+    strict_tools: ClassVar[bool] = False
+    """Whether tool specs go out with ``strict: true`` (the server then decodes each call's
+    arguments under the tool's schema, as vLLM does; OpenAI's strict mode would refuse
+    optional parameters, so it is off by default)."""
 
     def __init__(self, profile: Profile, root: Path) -> None:
         self.profile = profile

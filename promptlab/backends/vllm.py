@@ -10,6 +10,7 @@ class VLLMBackend(OpenAIBackend):
 
     kind = "vllm"
     server = "vLLM"
+    strict_tools = True
 
     def start_hint(self) -> str:
         """How to start vLLM, for the unreachable error."""

@@ -47,14 +47,15 @@ class BaseTool:
         """Validate the arguments and run the tool."""
         raise NotImplementedError
 
-    def openai_spec(self) -> dict[str, Any]:
-        """The tool in OpenAI's function-calling format (what Ollama and vLLM accept)."""
+    def openai_spec(self, strict: bool = False) -> dict[str, Any]:
+        """The tool in OpenAI's function-calling format (what Ollama and vLLM accept).
+
+        ``strict`` asks the server to decode the arguments under the schema.
+        """
         params = dict(self.schema())
         params.pop("title", None)
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": params},
-        }
+        function = {"name": self.name, "description": self.description, "parameters": params}
+        return {"type": "function", "function": function | ({"strict": True} if strict else {})}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"

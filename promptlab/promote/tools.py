@@ -90,9 +90,8 @@ async def _probe(backend: Backend, agent: Agent, tool: BaseTool, native: bool) -
     logical = prompt.model
     if native:
         model = backend.chat_model(logical, prompt.sampling, None)
-        reply = await model.bind_tools([tool.openai_spec()], tool_choice=tool.name).ainvoke(
-            messages
-        )
+        spec = tool.openai_spec(backend.strict_tools)
+        reply = await model.bind_tools([spec], tool_choice=tool.name).ainvoke(messages)
         calls = [c for c in getattr(reply, "tool_calls", []) if c["name"] == tool.name]
         if not calls:
             return False, f"{tool.name}: no call (answered {str(reply.content)[:80]!r})"

@@ -155,7 +155,7 @@ async def _json_loop(
     raise AssertionError("unreachable: the last step only allows a final answer")
 
 
-def _final_spec(agent: Agent) -> dict[str, Any]:
+def _final_spec(agent: Agent, strict: bool = False) -> dict[str, Any]:
     """The ``final_answer`` tool: its arguments are the answer (the output schema)."""
     if agent.prompt.output is not None:
         params = dict(agent.prompt.output.model_json_schema())
@@ -173,7 +173,8 @@ def _final_spec(agent: Agent) -> dict[str, Any]:
             "name": "final_answer",
             "description": "Give the final answer to the user.",
             "parameters": params,
-        },
+        }
+        | ({"strict": True} if strict else {}),
     }
 
 
@@ -187,6 +188,50 @@ def _final(agent: Agent, arguments: dict[str, Any], on_token: OnToken | None) ->
     if on_token:
         on_token(text)
     return answer
+
+
+def _native_examples(messages: list[BaseMessage]) -> list[BaseMessage]:
+    """Few-shot turns written in the JSON-loop protocol, as native tool calls and results.
+
+    An assistant example ``{"tool": T, "arguments": {...}}`` becomes a call of T, the user turn
+    ``Result of T: ...`` after it T's tool message, and ``{"tool": "final_answer", "answer":
+    ...}`` a call of ``final_answer``: the same examples teach both protocols.
+    """
+    out: list[BaseMessage] = []
+    pending: dict[str, str] = {}
+    for i, message in enumerate(messages):
+        decision = _decision(message) if isinstance(message, AIMessage) else None
+        if decision is not None:
+            name = str(decision["tool"])
+            args = decision.get("arguments", decision.get("answer"))
+            if name == "final_answer" and not isinstance(args, dict):
+                args = {"answer": args}
+            call_id = f"example-{i}"
+            pending[name] = call_id
+            out.append(
+                AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}])
+            )
+            continue
+        if isinstance(message, HumanMessage):
+            name, _, rest = message.text.partition(": ")
+            tool = name.removeprefix("Result of ")
+            if name.startswith("Result of ") and tool in pending:
+                out.append(ToolMessage(content=rest, tool_call_id=pending.pop(tool)))
+                continue
+        out.append(message)
+    return out
+
+
+def _decision(message: AIMessage) -> dict[str, Any] | None:
+    try:
+        data = json.loads(message.text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("tool"), str):
+        return None
+    if "arguments" in data or ("answer" in data and data["tool"] == "final_answer"):
+        return data
+    return None
 
 
 async def _native(
@@ -204,8 +249,9 @@ async def _native(
     call. A server that ignores ``tool_choice`` and answers in text ends the loop.
     """
     prompt = agent.prompt
-    messages: list[BaseMessage] = prompt.render(values, with_schema=False)
-    specs = [*(t.openai_spec() for t in tools), _final_spec(agent)]
+    messages = _native_examples(prompt.render(values, with_schema=False))
+    strict = call.ex.backend.strict_tools
+    specs = [*(t.openai_spec(strict) for t in tools), _final_spec(agent, strict)]
     for step in range(1, agent.max_steps + 1):
         choice = "final_answer" if step == agent.max_steps else "required"
         reply = await call.llm(prompt, messages, parent=parent, tools=specs, tool_choice=choice)
