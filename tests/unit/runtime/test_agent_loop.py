@@ -385,3 +385,30 @@ def test_streaming_a_json_loop_agent_streams_only_the_answer(tmp_path: Path) -> 
     result = run(agent_flow(), backend, "q", tmp_path, on_token=tokens.append)
     assert result.output == "It shipped."
     assert "".join(tokens) == "It shipped."
+
+
+def test_native_mode_turns_json_loop_examples_into_tool_calls(tmp_path: Path) -> None:
+    examples = (
+        ("user", "Customer: Where is NH-2?"),
+        ("assistant", call("order_status", order_id="NH-2")),
+        ("user", 'Result of order_status: {"status": "shipped"}'),
+        ("assistant", final("It shipped.")),
+    )
+    agent = Agent(
+        name="helper",
+        prompt=Prompt(name="p", user="Customer: {question}", examples=examples),
+        tools=[order_status],
+    )
+    flow = Flow(name="f", description="d", input=Question, steps=[agent])
+    backend = FakeBackend(
+        native=True, script=[tool_message("final_answer", {"answer": "Shipped."}, "c")]
+    )
+    result = run(flow, backend, "Where is NH-1?", tmp_path)
+    assert result.output == "Shipped."
+    sent = backend.calls[0].messages
+    assert [m.type for m in sent] == ["human", "ai", "tool", "ai", "human"]
+    assert sent[1].tool_calls[0]["name"] == "order_status"  # type: ignore[attr-defined]
+    assert sent[1].tool_calls[0]["args"] == {"order_id": "NH-2"}  # type: ignore[attr-defined]
+    assert sent[2].text == '{"status": "shipped"}'
+    assert sent[3].tool_calls[0]["args"] == {"answer": "It shipped."}  # type: ignore[attr-defined]
+    assert all("strict" not in t["function"] for t in backend.calls[0].tools or [])
