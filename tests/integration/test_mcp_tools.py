@@ -19,7 +19,7 @@ from promptlab.promote.launch import free_port
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.mcp import describe_mcp_tools, tools_hash
 from tests.integration.conftest import CLI
-from tests.servers import REPO, Server
+from tests.servers import REPO, Server, copy_project
 from tests.unit.fakes import FakeBackend
 
 pytestmark = pytest.mark.integration
@@ -198,17 +198,18 @@ warranty = Flow(name="warranty", description="Kettle warranties.", input=Questio
 def test_an_agent_calls_an_mcp_tool_on_each_backend(
     promptlab_cli: CLI, backend: str, tmp_path: Path
 ) -> None:
-    path = tmp_path / "warranty.py"
-    path.write_text(FLOW_FILE.format(server=str(SERVER)))
+    project = copy_project(tmp_path)
+    (project / "flows" / "warranty.py").write_text(FLOW_FILE.format(server=str(SERVER)))
     out = promptlab_cli(
         "run",
-        str(path),
+        "flows/warranty.py",
         "--backend",
         backend,
         "--json",
         "--no-track",
         "-i",
         "question=Is my kettle NK-4417 still under warranty?",
+        cwd=project,
     )
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     result = json.loads(out.stdout)
