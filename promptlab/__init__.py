@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Agent",
     "Flow",
+    "MCPServer",
     "Prompt",
     "PromptlabError",
     "Retriever",
@@ -37,6 +38,7 @@ __all__ = [
 _LAZY = {
     "Agent": "promptlab.declare",
     "Flow": "promptlab.declare",
+    "MCPServer": "promptlab.declare",
     "Prompt": "promptlab.declare",
     "Retriever": "promptlab.declare",
     "Sampling": "promptlab.declare",
@@ -49,7 +51,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from promptlab.backends import get_backend
-    from promptlab.declare import Agent, Flow, Prompt, Retriever, Sampling, Tool
+    from promptlab.declare import Agent, Flow, MCPServer, Prompt, Retriever, Sampling, Tool
     from promptlab.errors import PromptlabError
     from promptlab.runtime.loader import load_flow
     from promptlab.runtime.result import RunResult

@@ -21,6 +21,9 @@ PromptlabError
 │   ├── ModelNotFoundError    the logical model maps to a model the server lacks
 │   ├── ContextWindowError    the prompt does not fit the model's context window
 │   └── ToolsUnsupportedError the model has no native tool calling
+├── MCPError                  an agent's MCP server failed
+│   ├── MCPUnavailableError   the server cannot be started or reached
+│   └── MCPTimeoutError       the server did not answer in time
 └── OutputValidationError     the model's output does not match the output schema (.raw)
 ```
 """
@@ -113,6 +116,20 @@ class ContextWindowError(BackendError):
 
 class ToolsUnsupportedError(BackendError):
     """The backend's model has no native tool calling."""
+
+
+class MCPError(PromptlabError):
+    """An MCP server an agent takes tools from failed (a tool's own error goes to the model)."""
+
+    exit_code = 3
+
+
+class MCPUnavailableError(MCPError):
+    """The MCP server's command cannot start, or nothing answers at its URL."""
+
+
+class MCPTimeoutError(MCPError):
+    """The MCP server did not answer within its timeout."""
 
 
 class OutputValidationError(PromptlabError):

@@ -21,6 +21,8 @@ CHAT_GGUF = MODELS / "smollm2-135m-instruct-q4_1.gguf"
 CHAT_HF = MODELS / "smollm2-135m-instruct"
 EMBED_DIR = MODELS / "all-minilm-l6-v2"
 VLLM_PYTHON = REPO / ".cache" / "vllm-venv" / "bin" / "python"
+TOOLS_TEMPLATE = REPO / "flows" / "templates" / "smollm2-tools.jinja"
+TOOL_CALL_PARSER = "hermes"
 
 
 class Server:
@@ -95,8 +97,13 @@ def start_vllm(
     pooling: bool = False,
     max_model_len: int = 2048,
     port: int | None = None,
+    tools: bool = False,
 ) -> Server:
-    """vLLM's OpenAI-compatible server on the CPU (its own virtualenv), started, not awaited."""
+    """vLLM's OpenAI-compatible server on the CPU (its own virtualenv), started, not awaited.
+
+    ``tools`` turns on tool calling as production would: the repository's SmolLM2 template
+    with tools (it renders plain chats exactly like the model's own) and the Hermes parser.
+    """
     port = port or free_port()
     cmd = [
         str(require(VLLM_PYTHON)),
@@ -119,6 +126,9 @@ def start_vllm(
     ]
     if pooling:
         cmd += ["--runner", "pooling"]
+    if tools:
+        cmd += ["--chat-template", str(TOOLS_TEMPLATE), "--enable-auto-tool-choice"]
+        cmd += ["--tool-call-parser", TOOL_CALL_PARSER]
     env = {"VLLM_CPU_KVCACHE_SPACE": "1" if pooling else "2", "HF_HUB_OFFLINE": "1"}
     return Server(f"vllm-{served_name}", cmd, f"http://127.0.0.1:{port}/v1", env)
 

@@ -58,6 +58,10 @@ class Backend(ABC):
     kind: ClassVar[str]
     default_concurrency: ClassVar[int] = 4
     """Requests in flight that the server handles well (an eval's default)."""
+    strict_tools: ClassVar[bool] = False
+    """Whether tool specs go out with ``strict: true`` (the server then decodes each call's
+    arguments under the tool's schema, as vLLM does; OpenAI's strict mode would refuse
+    optional parameters, so it is off by default)."""
 
     def __init__(self, profile: Profile, root: Path) -> None:
         self.profile = profile
@@ -140,8 +144,16 @@ class Backend(ABC):
         """The chat template the server applies to ``logical`` (None: not observable)."""
         return None
 
-    async def render(self, logical: str, messages: Sequence[Message]) -> Rendered:
-        """The prompt the model really reads for ``messages``: text, token ids or a count."""
+    async def render(
+        self,
+        logical: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> Rendered:
+        """The prompt the model really reads for ``messages`` (and ``tools``, OpenAI specs).
+
+        Text, token ids or a count: whatever the server shows.
+        """
         return Rendered(None, None, None, f"not observable on {self.name}")
 
     async def tokenize(self, logical: str, text: str) -> tuple[int, ...] | None:

@@ -303,8 +303,15 @@ class LlamaCppBackend(Backend):
             return f"llama.cpp chat_format={fmt}"
         return await asyncio.to_thread(_gguf_template, self._path(logical))
 
-    async def render(self, logical: str, messages: Sequence[Message]) -> Rendered:
+    async def render(
+        self,
+        logical: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> Rendered:
         """The prompt text llama.cpp's chat format (or the GGUF's template) produces."""
+        if tools:
+            return Rendered(None, None, None, f"tools in the prompt not observable on {self.name}")
         from llama_cpp import llama_chat_format
 
         fmt = self.spec(logical).chat_format

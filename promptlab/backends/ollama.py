@@ -153,8 +153,15 @@ class OllamaBackend(Backend):
         shown = await ollama_api.show(self.url(logical), self.spec(logical).label)
         return str(shown.get("template") or "")
 
-    async def render(self, logical: str, messages: Sequence[Message]) -> Rendered:
+    async def render(
+        self,
+        logical: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> Rendered:
         """Text where the template is Jinja (rendered here), and Ollama's prompt token count."""
+        if tools:
+            return Rendered(None, None, None, f"tools in the prompt not observable on {self.name}")
         template = await self.chat_template(logical)
         count = await ollama_api.prompt_tokens(
             self.url(logical), self.spec(logical).label, messages, self.num_ctx(logical)

@@ -26,6 +26,7 @@ class VLLMBackend(OpenAIBackend):
     kind = "vllm"
     server = "vLLM"
     default_concurrency = 64  # vLLM batches whatever it is sent
+    strict_tools = True
 
     def start_hint(self) -> str:
         """How to start vLLM, for the unreachable error."""
@@ -48,10 +49,21 @@ class VLLMBackend(OpenAIBackend):
         except Exception:
             return {}
 
-    async def render(self, logical: str, messages: Sequence[Message]) -> Rendered:
+    async def render(
+        self,
+        logical: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> Rendered:
         """What vLLM feeds the model: ids from ``/tokenize``, text from ``/detokenize``."""
         served = self.spec(logical).label
-        body = {"model": served, "messages": list(messages), "add_generation_prompt": True}
+        body: dict[str, Any] = {
+            "model": served,
+            "messages": list(messages),
+            "add_generation_prompt": True,
+        }
+        if tools:
+            body["tools"] = list(tools)
         tokens = (await post_json(f"{self._root(logical)}/tokenize", body))["tokens"]
         detok = {"model": served, "tokens": tokens}
         text = (await post_json(f"{self._root(logical)}/detokenize", detok))["prompt"]

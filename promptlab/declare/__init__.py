@@ -2,7 +2,8 @@
 
 from promptlab.declare.agent import Agent, Tool
 from promptlab.declare.flow import Flow, Step
+from promptlab.declare.mcp import MCPServer
 from promptlab.declare.prompt import Prompt, Sampling
 from promptlab.declare.retriever import Retriever
 
-__all__ = ["Agent", "Flow", "Prompt", "Retriever", "Sampling", "Step", "Tool"]
+__all__ = ["Agent", "Flow", "MCPServer", "Prompt", "Retriever", "Sampling", "Step", "Tool"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, get_type_hints
 
 from pydantic import (
@@ -19,11 +19,49 @@ from pydantic import (
 
 from promptlab.config import ToolMode
 from promptlab.declare._base import Declaration
+from promptlab.declare.mcp import MCPServer
 from promptlab.declare.prompt import Prompt
 from promptlab.errors import DeclarationError, first_problem
+from promptlab.text import as_text
 
 
-class Tool:
+class ToolError(Exception):
+    """Raise in a tool to answer the model with this message as the tool's error."""
+
+
+class BaseTool:
+    """What an agent needs of a tool: a name, a description, an argument schema, a call."""
+
+    name: str
+    description: str
+
+    def schema(self) -> dict[str, Any]:
+        """JSON schema of the arguments."""
+        raise NotImplementedError
+
+    def arguments_field(self) -> tuple[Any, Any]:
+        """The ``arguments`` field of this tool's call in the JSON loop's decision model."""
+        raise NotImplementedError
+
+    async def call(self, arguments: dict[str, Any]) -> Any:
+        """Validate the arguments and run the tool."""
+        raise NotImplementedError
+
+    def openai_spec(self, strict: bool = False) -> dict[str, Any]:
+        """The tool in OpenAI's function-calling format (what Ollama and vLLM accept).
+
+        ``strict`` asks the server to decode the arguments under the schema.
+        """
+        params = dict(self.schema())
+        params.pop("title", None)
+        function = {"name": self.name, "description": self.description, "parameters": params}
+        return {"type": "function", "function": function | ({"strict": True} if strict else {})}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name})"
+
+
+class Tool(BaseTool):
     """A plain typed Python function made callable by a model.
 
     The name is the function's name, the description its docstring's first paragraph and
@@ -43,14 +81,9 @@ class Tool:
         """JSON schema of the arguments."""
         return self.args_model.model_json_schema()
 
-    def openai_spec(self) -> dict[str, Any]:
-        """The tool in OpenAI's function-calling format (what Ollama and vLLM accept)."""
-        params = self.schema()
-        params.pop("title", None)
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": params},
-        }
+    def arguments_field(self) -> tuple[Any, Any]:
+        """The arguments model, validated by pydantic."""
+        return (self.args_model, ...)
 
     async def call(self, arguments: dict[str, Any]) -> Any:
         """Validate the arguments and run the function (sync functions in a thread)."""
@@ -59,9 +92,6 @@ class Tool:
         if inspect.iscoroutinefunction(self.fn):
             return await self.fn(**kwargs)
         return await asyncio.to_thread(self.fn, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"Tool({self.name})"
 
 
 def _args_model(fn: Callable[..., Any]) -> type[BaseModel]:
@@ -82,20 +112,40 @@ def _args_model(fn: Callable[..., Any]) -> type[BaseModel]:
     return model
 
 
+def check_names(names: Iterable[str]) -> None:
+    """Raise if tool names repeat or take the JSON loop's ``final_answer``."""
+    seen = list(names)
+    if len(set(seen)) != len(seen) or "final_answer" in seen:
+        raise ValueError(f"tool names must be unique and not 'final_answer': {seen}")
+
+
 def describe_error(exc: BaseException) -> str:
     """A tool failure as a short text the model can read and react to."""
     if isinstance(exc, ValidationError):
         where, message = first_problem(exc)
         return f"invalid arguments: {where}: {message}"
+    if isinstance(exc, ToolError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def to_text(value: Any, limit: int | None = None) -> str:
+    """A tool result as text for the model, cut to ``limit`` characters with a marker."""
+    text = as_text(value)
+    if limit is not None and len(text) > limit:
+        return f"{text[:limit]}... [cut: {len(text) - limit} more characters]"
+    return text
 
 
 class Agent(Declaration):
     """A prompt with tools, run in a loop until it answers or reaches ``max_steps``.
 
-    ``tools="auto"`` uses the backend's native tool calling where the model supports it, and
-    otherwise a JSON loop: each step the model must answer with JSON naming a tool and its
-    arguments, or the final answer (constrained decoding keeps it valid). Every step is
+    ``tools`` holds typed Python functions and :class:`MCPServer` entries (whose tools are
+    listed when the agent runs). ``tool_mode="auto"`` uses the backend's native tool calling
+    where the model supports it, and otherwise a JSON loop: each step the model must answer
+    with JSON naming a tool and its arguments, or the final answer (constrained decoding keeps
+    it valid). Arguments are validated before a call; a failed call goes back to the model as
+    an error; a result longer than ``max_tool_output`` characters is cut. Every step is
     recorded in the result and the trace.
 
     Example:
@@ -111,21 +161,27 @@ class Agent(Declaration):
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     prompt: Prompt
-    tools: tuple[Tool, ...] = Field(min_length=1)
+    tools: tuple[Tool, ...] = ()
+    mcp: tuple[MCPServer, ...] = ()
     max_steps: int = Field(default=5, ge=1, le=50)
     tool_mode: ToolMode = "auto"
+    max_tool_output: int = Field(default=4000, ge=100)
 
     def __init__(self, **data: Any) -> None:
         tools = data.get("tools")
         if tools is not None:
-            data["tools"] = tuple(t if isinstance(t, Tool) else Tool(t) for t in tools)
+            servers = [t for t in tools if isinstance(t, MCPServer)]
+            data["mcp"] = (*data.get("mcp", ()), *servers)
+            data["tools"] = tuple(
+                t if isinstance(t, Tool) else Tool(t) for t in tools if not isinstance(t, MCPServer)
+            )
         super().__init__(**data)
 
     @model_validator(mode="after")
     def _unique_tools(self) -> Agent:
-        names = [t.name for t in self.tools]
-        if len(set(names)) != len(names) or "final_answer" in names:
-            raise ValueError(f"tool names must be unique and not 'final_answer': {names}")
+        if not self.tools and not self.mcp:
+            raise ValueError("an agent needs tools: functions or MCPServer(...) entries")
+        check_names(t.name for t in self.tools)
         return self
 
     @property
@@ -137,8 +193,10 @@ class Agent(Declaration):
         """The tool called ``name``, if any."""
         return next((t for t in self.tools if t.name == name), None)
 
-    def decision_model(self, final_only: bool = False) -> type[BaseModel]:
-        """The JSON-loop schema: one tool call, or the final answer."""
+    def decision_model(
+        self, final_only: bool = False, tools: Sequence[BaseTool] | None = None
+    ) -> type[BaseModel]:
+        """The JSON-loop schema: one call of ``tools`` (the agent's by default), or the answer."""
         answer_type: Any = self.prompt.output or str
         final_tag: Any = Literal["final_answer"]
         final: type[BaseModel] = create_model(
@@ -150,13 +208,13 @@ class Agent(Declaration):
         if final_only:
             return final
         union: Any = final
-        for tool in reversed(self.tools):
+        for tool in reversed(self.tools if tools is None else tools):
             tag: Any = Literal[tool.name]
             call = create_model(
                 f"Call_{tool.name}",
                 __config__=ConfigDict(extra="forbid"),
                 tool=(tag, ...),
-                arguments=(tool.args_model, ...),
+                arguments=tool.arguments_field(),
             )
             union = call | union
         decision: type[BaseModel] = RootModel[union]

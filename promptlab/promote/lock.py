@@ -22,6 +22,7 @@ from promptlab.declare.flow import Flow
 from promptlab.errors import UserError
 from promptlab.eval.suite import Suite
 from promptlab.hashing import file_hash
+from promptlab.promote.tools import tool_hashes
 
 LOCK_NAME = "promptlab.lock.json"
 PACKAGES = ("promptlab", "pydantic", "langchain-core", "langchain-openai", "langchain-ollama")
@@ -156,7 +157,7 @@ def source_hashes(flow: Flow, suite: Suite, settings: Settings) -> dict[str, str
         out[f"retriever.{retriever.name}.corpus"] = retriever.fingerprint(chunks, "")
         embedder = f"{prod.kind}:{prod.model(retriever.embed).label}"
         out[f"retriever.{retriever.name}.index.prod"] = retriever.fingerprint(chunks, embedder)
-    return out
+    return out | tool_hashes(flow)
 
 
 def model_hashes(flow: Flow, settings: Settings) -> dict[str, str]:

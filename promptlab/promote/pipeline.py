@@ -33,6 +33,7 @@ from promptlab.promote import parity
 from promptlab.promote.launch import launched
 from promptlab.promote.lock import Lock, build_lock, lock_dir, vllm_args, write_lock
 from promptlab.promote.report import Report
+from promptlab.promote.tools import check_tools
 from promptlab.runtime.loader import load_flow
 from promptlab.tracking import open_store, tracked_run
 from promptlab.tracking.evals import EvalRecorder, latest_passing_eval, load_results
@@ -227,7 +228,7 @@ async def _parity(
     checks.append(parity.check_sampling(flow, dev, prod, windows, baseline))
     checks += await parity.check_embeddings(flow, suite, dev, prod, settings.state_dir)
     checks.append(await parity.check_outputs(flow, suite, prod, settings.state_dir))
-    return checks
+    return checks + await check_tools(flow, dev, prod, settings)
 
 
 def _bundle_files(flow: Flow, suite: Suite, settings: Settings) -> list[Path]:

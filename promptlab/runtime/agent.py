@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from pydantic import BaseModel
 
-from promptlab.declare.agent import Agent, describe_error
+from promptlab.declare.agent import Agent, BaseTool, check_names, describe_error, to_text
 from promptlab.declare.prompt import parse_output
-from promptlab.errors import ToolsUnsupportedError
-from promptlab.runtime.result import ToolCall
+from promptlab.errors import DeclarationError, PromptlabError, ToolsUnsupportedError
+from promptlab.runtime.result import CallMode, ToolCall
 from promptlab.text import as_text
 
 if TYPE_CHECKING:
@@ -24,52 +26,82 @@ async def run_agent(
     """Run the agent until it answers; every tool call lands in the result and the trace."""
     values = {k: state[k] for k in agent.variables}
     span = call.recorder.open(agent.name, "AGENT", parent, values, max_steps=agent.max_steps)
+    mode: CallMode = "native" if await call.ex.native_tools(agent) else "json"
     try:
-        if await call.ex.native_tools(agent):
-            try:
-                answer = await _native(call, agent, values, span, on_token)
-            except ToolsUnsupportedError:
-                if agent.tool_mode == "native":
-                    raise
-                call.ex.tools_refused(agent)
-                answer = await _json_loop(call, agent, values, span, on_token)
-        else:
-            answer = await _json_loop(call, agent, values, span, on_token)
+        async with open_tools(agent) as tools:
+            if mode == "native":
+                try:
+                    answer = await _native(call, agent, tools, values, span, on_token)
+                except ToolsUnsupportedError:
+                    if agent.tool_mode == "native":
+                        raise
+                    call.ex.tools_refused(agent)
+                    mode = "json"
+            if mode == "json":
+                answer = await _json_loop(call, agent, tools, values, span, on_token)
     except Exception as exc:
-        call.recorder.close(span, error=str(exc))
+        call.result.tool_modes[agent.name] = mode
+        call.recorder.close(span, error=str(exc), tool_mode=mode)
         raise
+    call.result.tool_modes[agent.name] = mode
     call.recorder.close(
-        span, answer.model_dump(mode="json") if hasattr(answer, "model_dump") else answer
+        span,
+        answer.model_dump(mode="json") if hasattr(answer, "model_dump") else answer,
+        tool_mode=mode,
     )
     return answer
+
+
+@asynccontextmanager
+async def open_tools(agent: Agent) -> AsyncIterator[list[BaseTool]]:
+    """The agent's functions plus its MCP servers' tools (connected for this run)."""
+    if not agent.mcp:
+        yield list(agent.tools)
+        return
+    from promptlab.runtime.mcp import mcp_tools
+
+    async with mcp_tools(agent.mcp) as served:
+        tools: list[BaseTool] = [*agent.tools, *served]
+        try:
+            check_names(t.name for t in tools)
+        except ValueError as exc:
+            raise DeclarationError(
+                f"agent '{agent.name}': {exc}: rename a function or keep a subset with "
+                "MCPServer(only=[...])"
+            ) from None
+        yield tools
 
 
 async def _use_tool(
     call: _Call,
     agent: Agent,
+    tools: list[BaseTool],
     step: int,
     name: str,
     arguments: dict[str, Any],
-    mode: Any,
+    mode: CallMode,
     parent: int,
 ) -> str:
     record = ToolCall(step=step, tool=name, arguments=arguments, mode=mode)
     span = call.recorder.open(name, "TOOL", parent, arguments, step=step)
-    tool = agent.tool(name)
+    tool = next((t for t in tools if t.name == name), None)
     try:
         if tool is None:
-            raise LookupError(f"no tool named {name!r}; tools: {[t.name for t in agent.tools]}")
-        record.result = as_text(await tool.call(arguments))
+            raise LookupError(f"no tool named {name!r}; tools: {[t.name for t in tools]}")
+        record.result = to_text(await tool.call(arguments), agent.max_tool_output)
+    except PromptlabError as exc:  # the tool's server failed: not the model's to fix
+        call.recorder.close(span, error=str(exc))
+        raise
     except Exception as exc:
-        record.error = describe_error(exc)
+        record.error = to_text(describe_error(exc), agent.max_tool_output)
     call.result.tool_calls.append(record)
     call.recorder.close(span, record.result, error=record.error)
     return record.result if record.result is not None else f"error: {record.error}"
 
 
-def _json_instructions(agent: Agent) -> str:
+def _json_instructions(agent: Agent, tools: list[BaseTool]) -> str:
     lines = ["You can use these tools:"]
-    for tool in agent.tools:
+    for tool in tools:
         params = ", ".join(
             f"{name}: {prop.get('type', 'any')}"
             for name, prop in tool.schema().get("properties", {}).items()
@@ -92,12 +124,18 @@ def _with_system(messages: list[BaseMessage], extra: str) -> list[BaseMessage]:
 
 
 async def _json_loop(
-    call: _Call, agent: Agent, values: Mapping[str, Any], parent: int, on_token: OnToken | None
+    call: _Call,
+    agent: Agent,
+    tools: list[BaseTool],
+    values: Mapping[str, Any],
+    parent: int,
+    on_token: OnToken | None,
 ) -> Any:
     prompt = agent.prompt
-    messages = _with_system(prompt.render(values, with_schema=False), _json_instructions(agent))
+    instructions = _json_instructions(agent, tools)
+    messages = _with_system(prompt.render(values, with_schema=False), instructions)
     for step in range(1, agent.max_steps + 1):
-        decision_model = agent.decision_model(final_only=step == agent.max_steps)
+        decision_model = agent.decision_model(final_only=step == agent.max_steps, tools=tools)
         schema = decision_model.model_json_schema()
         reply = await call.llm(prompt, messages, parent=parent, schema=schema)
         decision: Any = parse_output(decision_model, reply.text, what=f"agent '{agent.name}'")
@@ -107,8 +145,10 @@ async def _json_loop(
                 answer = decision.answer
                 on_token(as_text(answer))
             return decision.answer
-        arguments = decision.arguments.model_dump(mode="json")
-        result = await _use_tool(call, agent, step, decision.tool, arguments, "json", parent)
+        arguments = decision.arguments
+        if isinstance(arguments, BaseModel):  # a function's arguments (MCP tools: a dict)
+            arguments = arguments.model_dump(mode="json")
+        result = await _use_tool(call, agent, tools, step, decision.tool, arguments, "json", parent)
         messages += [
             AIMessage(content=reply.text),
             HumanMessage(content=f"Result of {decision.tool}: {result}"),
@@ -116,33 +156,141 @@ async def _json_loop(
     raise AssertionError("unreachable: the last step only allows a final answer")
 
 
+def _final_spec(agent: Agent, strict: bool = False) -> dict[str, Any]:
+    """The ``final_answer`` tool: its arguments are the answer (the output schema)."""
+    if agent.prompt.output is not None:
+        params = dict(agent.prompt.output.model_json_schema())
+        params.pop("title", None)
+    else:
+        params = {
+            "type": "object",
+            "properties": {"answer": {"type": "string"}},
+            "required": ["answer"],
+            "additionalProperties": False,
+        }
+    return {
+        "type": "function",
+        "function": {
+            "name": "final_answer",
+            "description": "Give the final answer to the user.",
+            "parameters": params,
+        }
+        | ({"strict": True} if strict else {}),
+    }
+
+
+def _final(agent: Agent, arguments: dict[str, Any], on_token: OnToken | None) -> Any:
+    if agent.prompt.output is None:
+        answer: Any = str(arguments.get("answer", ""))
+        text = answer
+    else:
+        text = json.dumps(arguments, ensure_ascii=False)
+        answer = agent.prompt.parse(text)
+    if on_token:
+        on_token(text)
+    return answer
+
+
+def _native_examples(messages: list[BaseMessage]) -> list[BaseMessage]:
+    """Few-shot turns written in the JSON-loop protocol, as native tool calls and results.
+
+    An assistant example ``{"tool": T, "arguments": {...}}`` becomes a call of T, the user turn
+    ``Result of T: ...`` after it T's tool message, and ``{"tool": "final_answer", "answer":
+    ...}`` a call of ``final_answer``: the same examples teach both protocols.
+    """
+    out: list[BaseMessage] = []
+    pending: dict[str, str] = {}
+    for i, message in enumerate(messages):
+        decision = _decision(message) if isinstance(message, AIMessage) else None
+        if decision is not None:
+            name = str(decision["tool"])
+            args = decision.get("arguments", decision.get("answer"))
+            if name == "final_answer" and not isinstance(args, dict):
+                args = {"answer": args}
+            call_id = f"example-{i}"
+            pending[name] = call_id
+            out.append(
+                AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}])
+            )
+            continue
+        if isinstance(message, HumanMessage):
+            name, _, rest = message.text.partition(": ")
+            tool = name.removeprefix("Result of ")
+            if name.startswith("Result of ") and tool in pending:
+                out.append(ToolMessage(content=rest, tool_call_id=pending.pop(tool)))
+                continue
+        out.append(message)
+    return out
+
+
+def _decision(message: AIMessage) -> dict[str, Any] | None:
+    try:
+        data = json.loads(message.text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("tool"), str):
+        return None
+    if "arguments" in data or ("answer" in data and data["tool"] == "final_answer"):
+        return data
+    return None
+
+
 async def _native(
-    call: _Call, agent: Agent, values: Mapping[str, Any], parent: int, on_token: OnToken | None
+    call: _Call,
+    agent: Agent,
+    tools: list[BaseTool],
+    values: Mapping[str, Any],
+    parent: int,
+    on_token: OnToken | None,
 ) -> Any:
+    """Tools through the server's tool calling; the answer is a call of ``final_answer``.
+
+    Every step must call a tool (``tool_choice="required"``; the last step must call
+    ``final_answer``), so servers with structured decoding (vLLM) always get a well-formed
+    call. A server that ignores ``tool_choice`` and answers in text ends the loop.
+    """
     prompt = agent.prompt
-    messages: list[BaseMessage] = prompt.render(values, with_schema=False)
-    specs = [t.openai_spec() for t in agent.tools]
-    for step in range(1, agent.max_steps):
-        reply = await call.llm(prompt, messages, parent=parent, tools=specs)
-        if not reply.tool_calls:
-            if prompt.output is None:
-                if on_token:
-                    on_token(reply.text)
-                return reply.text
-            break
-        messages.append(reply)
-        for tc in reply.tool_calls:
-            result = await _use_tool(call, agent, step, tc["name"], tc["args"], "native", parent)
+    messages = _native_examples(prompt.render(values, with_schema=False))
+    strict = call.ex.backend.strict_tools
+    specs = [*(t.openai_spec(strict) for t in tools), _final_spec(agent, strict)]
+    for step in range(1, agent.max_steps + 1):
+        choice = "final_answer" if step == agent.max_steps else "required"
+        reply = await call.llm(prompt, messages, parent=parent, tools=specs, tool_choice=choice)
+        work = [tc for tc in reply.tool_calls if tc["name"] != "final_answer"]
+        if not work:
+            answers = [tc for tc in reply.tool_calls if tc["name"] == "final_answer"]
+            if answers:
+                return _final(agent, answers[0]["args"], on_token)
+            return await _text_answer(call, agent, messages, reply, parent, on_token)
+        messages.append(AIMessage(content=reply.content, tool_calls=work))
+        for tc in work:
+            result = await _use_tool(
+                call, agent, tools, step, tc["name"], tc["args"], "native", parent
+            )
             messages.append(ToolMessage(content=result, tool_call_id=tc.get("id") or tc["name"]))
+    raise AssertionError("unreachable: the last step must call final_answer")
+
+
+async def _text_answer(
+    call: _Call,
+    agent: Agent,
+    messages: list[BaseMessage],
+    reply: AIMessage,
+    parent: int,
+    on_token: OnToken | None,
+) -> Any:
+    """The answer of a server that replied in text instead of calling ``final_answer``."""
+    prompt = agent.prompt
     if prompt.output is None:
-        final = await call.llm(prompt, messages, parent=parent, on_token=on_token)
-        return final.text
+        if on_token:
+            on_token(reply.text)
+        return reply.text
     schema = prompt.json_schema or {}
     ask = HumanMessage(
         content="Now give the final answer as one JSON object matching this schema: "
         + json.dumps(schema, separators=(",", ":"))
     )
     final = await call.llm(
-        prompt, [*messages, ask], parent=parent, schema=schema, on_token=on_token
+        prompt, [*messages, reply, ask], parent=parent, schema=schema, on_token=on_token
     )
     return prompt.parse(final.text)

@@ -226,6 +226,7 @@ class _Call:
         parent: int,
         schema: dict[str, Any] | None = None,
         tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | None = None,
         on_token: OnToken | None = None,
         fast: bool = False,
     ) -> AIMessage:
@@ -253,10 +254,10 @@ class _Call:
             if client is not None:
                 message = await self._fast(client, messages, on_token)
             elif on_token is not None:
-                runnable = self._runnable(prompt, schema, tools)
+                runnable = self._runnable(prompt, schema, tools, tool_choice)
                 message = await self._stream(runnable, messages, on_token)
             else:
-                runnable = self._runnable(prompt, schema, tools)
+                runnable = self._runnable(prompt, schema, tools, tool_choice)
                 reply = (
                     runnable.invoke(messages) if self.blocking else await runnable.ainvoke(messages)
                 )
@@ -280,10 +281,14 @@ class _Call:
         return message
 
     def _runnable(
-        self, prompt: Prompt, schema: dict[str, Any] | None, tools: list[dict[str, Any]] | None
+        self,
+        prompt: Prompt,
+        schema: dict[str, Any] | None,
+        tools: list[dict[str, Any]] | None,
+        tool_choice: str | None,
     ) -> Runnable[Any, BaseMessage]:
         model = self.ex.chat_model(prompt.model, prompt.sampling, schema)
-        return model.bind_tools(tools) if tools else model
+        return model.bind_tools(tools, tool_choice=tool_choice) if tools else model
 
     async def _fast(
         self, client: ChatClient, messages: list[BaseMessage], on_token: OnToken | None

@@ -32,6 +32,10 @@ class RetrievedDoc(BaseModel):
     text: str
 
 
+CallMode = Literal["native", "json"]
+"""How an agent called its tools: the server's tool calling, or the JSON loop."""
+
+
 class ToolCall(BaseModel):
     """One tool call an agent made."""
 
@@ -40,7 +44,7 @@ class ToolCall(BaseModel):
     arguments: dict[str, Any]
     result: str | None = None
     error: str | None = None
-    mode: Literal["native", "json"]
+    mode: CallMode
 
 
 class Span(BaseModel):
@@ -74,6 +78,7 @@ class RunResult(BaseModel):
     output: Any = None
     retrieved: list[RetrievedDoc] = Field(default_factory=list)
     tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_modes: dict[str, CallMode] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     latency_s: float = 0.0
     ttft_s: float | None = None

@@ -71,6 +71,7 @@ class Call:
     json_schema: dict[str, Any] | None
     tools: list[dict[str, Any]] | None
     sampling: Sampling
+    tool_choice: Any = None
 
     @property
     def texts(self) -> list[str]:
@@ -133,7 +134,7 @@ class FakeChatModel(GenericFakeChatModel):
         self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools the way LangChain integrations do: as a call keyword argument."""
-        return self.bind(tools=list(tools), **kwargs)
+        return self.bind(tools=list(tools), tool_choice=tool_choice, **kwargs)
 
     def _generate(
         self,
@@ -143,7 +144,9 @@ class FakeChatModel(GenericFakeChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         tools = kwargs.get("tools")
-        call = Call(list(messages), self.json_schema, tools, self.sampling)
+        call = Call(
+            list(messages), self.json_schema, tools, self.sampling, kwargs.get("tool_choice")
+        )
         with self.script.lock:
             self.script.calls.append(call)
         if tools and self.refuse_tools:

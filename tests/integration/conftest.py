@@ -73,13 +73,14 @@ class VLLM:
 
 @pytest.fixture(scope="session")
 def vllm() -> Iterator[VLLM]:
-    """vLLM serving smollm2-135m (chat) and all-minilm (embeddings), both started in parallel."""
+    """vLLM serving smollm2-135m (chat, tool calling on) and all-minilm (embeddings), both
+    started in parallel."""
     chat_url = os.environ.get("PROMPTLAB_TEST_VLLM_URL")
     embed_url = os.environ.get("PROMPTLAB_TEST_VLLM_EMBED_URL")
     servers = []
     try:
         if not chat_url:
-            servers.append(start_vllm(CHAT_HF, "smollm2-135m"))
+            servers.append(start_vllm(CHAT_HF, "smollm2-135m", tools=True))
         if not embed_url:
             servers.append(start_vllm(EMBED_DIR, "all-minilm", pooling=True, max_model_len=256))
         for server in servers:

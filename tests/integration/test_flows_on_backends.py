@@ -46,6 +46,11 @@ def test_support_bot_order_question(promptlab_cli: CLI, backend: str) -> None:
     calls = [(c["tool"], c["arguments"]) for c in result["tool_calls"]]
     assert ("order_status", {"order_id": "NH-10006"}) in calls
     assert next(c for c in result["tool_calls"] if c["tool"] == "order_status")["result"]
+    # vLLM is started with tool calling (tests/servers.py): the agent uses it there; the
+    # Ollama test server and llama.cpp's chatml format have none, so the JSON loop runs
+    mode = "native" if backend == "vllm" else "json"
+    assert result["tool_modes"] == {"reply": mode}
+    assert {c["mode"] for c in result["tool_calls"]} == {mode}
     assert result["backend"] == backend
     assert result["models"]["chat"].startswith(f"{backend}:")
     assert result["usage"]["input_tokens"] > 0 and result["usage"]["output_tokens"] > 0

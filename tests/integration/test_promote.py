@@ -57,6 +57,11 @@ def test_support_bot_promotes_and_verifies(
     assert "PROMOTED: promptlab.support_bot version" in out.stdout
     assert "PASS  chat template (chat)" in out.stdout or "WARN  chat template" in out.stdout
     assert "vLLM starting" in out.stderr
+    # the agent's tools: JSON loop on the Ollama API, native on the vLLM it launched
+    assert "WARN  tool calling (reply)" in out.stdout, out.stdout
+    assert "dev ollama: JSON loop" in out.stdout and "prod vllm: native" in out.stdout
+    assert "prod chat template renders the tools" in out.stdout
+    assert "prod probe order_status(" in out.stdout and "): valid" in out.stdout
 
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
@@ -75,7 +80,12 @@ def test_support_bot_promotes_and_verifies(
     for manifest in (folder / "k8s").glob("*.yaml"):
         for obj in yaml.safe_load_all(manifest.read_text()):
             validate(obj, "1.33", strict=True)
-    assert "--served-model-name smollm2-135m" in (folder / "vllm-serve.sh").read_text()
+    serve_script = (folder / "vllm-serve.sh").read_text()
+    assert "--served-model-name smollm2-135m" in serve_script
+    assert "--enable-auto-tool-choice --tool-call-parser hermes" in serve_script
+    pinned = json.loads(lock.read_text())
+    assert pinned["models"]["chat"]["prod"]["tool_call_parser"] == "hermes"
+    assert {"model.chat.prod.chat_template", "agent.reply.tools"} <= set(pinned["hashes"])
 
     ok = promptlab_cli("verify", str(lock), cwd=project)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -173,11 +183,9 @@ def test_a_mismatched_chat_template_is_refused_and_nothing_registered(
         "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
     )
     config = project / "promptlab.toml"
-    config.write_text(
-        config.read_text().replace(
-            'dtype = "bfloat16"\n', 'dtype = "bfloat16"\nchat_template = "llama2.jinja"\n', 1
-        )
-    )
+    text = config.read_text()
+    assert 'chat_template = "flows/templates/smollm2-tools.jinja"' in text
+    config.write_text(text.replace("flows/templates/smollm2-tools.jinja", "llama2.jinja"))
     (project / "evals" / "smoke.yaml").write_text(
         "flow: ../flows/triage.py\ndataset: {file: data/triage.jsonl}\n"
         "scorers: [{name: valid, kind: json_valid}]\n"
@@ -200,6 +208,40 @@ def test_a_mismatched_chat_template_is_refused_and_nothing_registered(
     assert not (project / "deploy" / "triage").exists()
     mlflow.set_tracking_uri(tracking_uri)
     assert not mlflow.MlflowClient().search_registered_models("name = 'promptlab.triage'")
+
+
+def test_prod_without_tool_calling_is_refused_for_an_agent(
+    promptlab_cli: CLI, tmp_path: Path
+) -> None:
+    project = copy_project(tmp_path)
+    config = project / "promptlab.toml"
+    config.write_text(
+        "\n".join(
+            line
+            for line in config.read_text().splitlines()
+            if not line.startswith(("tool_call_parser", "chat_template"))
+        )
+    )
+    (project / "evals" / "smoke.yaml").write_text(
+        "flow: ../flows/support_bot.py\ndataset: {file: data/support_bot.jsonl}\n"
+        "scorers: [{name: valid, kind: json_valid}]\n"
+        "gates: {dev: ['valid.rate == 1'], prod: ['valid.rate == 1']}\n"
+    )
+    out = promptlab_cli(
+        "promote",
+        "flows/support_bot.py",
+        "--suite",
+        "evals/smoke.yaml",
+        "--limit",
+        "1",
+        cwd=project,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr[-3000:]
+    assert "FAIL  tool calling (reply)" in out.stdout
+    assert "prod vLLM starts without tool calling: set tool_call_parser" in out.stdout
+    assert "REFUSED: parity check failed: tool calling (reply)" in out.stdout
+    assert "prod probe order_status(" in out.stdout  # the evidence still shows the probes
+    assert not (project / "deploy" / "support_bot").exists()
 
 
 def test_llama_cpp_chatml_vs_the_hf_template_is_caught(

@@ -13,6 +13,7 @@ import promptlab
 PUBLIC = [
     "Agent",
     "Flow",
+    "MCPServer",
     "Prompt",
     "PromptlabError",
     "Retriever",

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from promptlab import Agent, Prompt, Tool
+from promptlab import Agent, MCPServer, Prompt, Tool
 from promptlab.errors import DeclarationError
 
 Reason = Literal["changed_mind", "defective"]
@@ -137,7 +137,7 @@ def final_answer(text: str) -> str:
     [
         ([order_status, order_status], "unique"),
         ([final_answer], "final_answer"),
-        ([], "at least 1"),
+        ([], "an agent needs tools"),
     ],
     ids=["duplicate", "final_answer", "none"],
 )
@@ -207,3 +207,27 @@ def test_final_only_refuses_a_tool_call() -> None:
         make_agent().decision_model(final_only=True).model_validate_json(
             '{"tool": "order_status", "arguments": {"order_id": "NH-1"}}'
         )
+
+
+def test_agent_takes_mcp_servers_among_its_tools() -> None:
+    server = MCPServer(command=["python", "server.py"], timeout=5)
+    agent = make_agent(tools=[server, order_status])
+    assert agent.mcp == (server,)
+    assert [t.name for t in agent.tools] == ["order_status"]
+    only_mcp = make_agent(tools=[MCPServer(url="http://127.0.0.1:9/mcp")])
+    assert only_mcp.tools == ()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"command": ["x"], "url": "http://h/mcp"}, {"url": "ftp://h"}, {"command": []}],
+    ids=["neither", "both", "bad-url", "empty-command"],
+)
+def test_mcp_server_needs_one_transport(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        MCPServer(**fields)
+
+
+def test_mcp_server_is_plain_data() -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        MCPServer(command=["x"], comand=["y"])  # type: ignore[call-arg]

@@ -26,9 +26,10 @@ HF_CHAT = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 @pytest.fixture(scope="module")
 def lock() -> Lock:
+    """The repository's support_bot lock, its chat server without template or tool flags."""
     settings = load_settings(ROOT, env={})
     suite = load_suite(ROOT / "evals" / "support_bot.yaml")
-    return build_lock(
+    repo = build_lock(
         load_flow(suite.flow_ref),
         suite,
         settings,
@@ -37,6 +38,7 @@ def lock() -> Lock:
         server_versions={"vllm": "0.32.0", "mlflow": "3.1.0"},
         margins={},
     )
+    return _with_chat(repo, chat_template=None, tool_call_parser=None)
 
 
 def _with_chat(lock: Lock, **prod: Any) -> Lock:
@@ -399,7 +401,7 @@ def test_helm_values_render_the_locks_argv(
         assert all(k in spec for k in required)
         assert (spec["repository"], spec["tag"]) == ("vllm/vllm-openai", "v0.32.0")
         assert spec["requestGPU"] == pair.prod.tensor_parallel_size
-        template = "/templates/chatml.jinja" if pair.prod.chat_template else None
+        template = pair.prod.chat_template and f"/templates/{Path(pair.prod.chat_template).name}"
         expected = pair.prod.argv(
             model=f"/data/models/{Path(pair.prod.model).name}", chat_template=template
         )

@@ -110,3 +110,20 @@ def test_a_changed_margin_is_drift_but_keeps_the_dev_baseline(project: Path) -> 
     assert suite.fingerprint() == before  # the dev eval that passed still counts
     drift, _ = verify(lock, load_flow(suite.flow_ref), suite, load_settings(project, env={}))
     assert [d.key for d in drift] == ["suite.margins"]
+
+
+def test_tools_and_the_tool_template_are_locked(project: Path) -> None:
+    lock, _, suite, settings = _lock(project)
+    assert lock.models["chat"].prod.tool_call_parser == "hermes"
+    assert "--enable-auto-tool-choice" in lock.models["chat"].prod.argv()
+    flow_file = project / "flows" / "support_bot.py"
+    flow_file.write_text(
+        flow_file.read_text().replace(
+            'reason: Reason = "changed_mind"', 'reason: Reason = "defective"'
+        )
+    )
+    template = project / "flows" / "templates" / "smollm2-tools.jinja"
+    template.write_text(template.read_text().replace("# Tools", "# Functions"))
+    drift, _ = verify(lock, load_flow(suite.flow_ref), suite, settings)
+    keys = {d.key for d in drift}
+    assert {"agent.reply.tools", "model.chat.prod.chat_template"} <= keys

@@ -224,8 +224,14 @@ def test_native_loop_runs_scripted_tool_calls(tmp_path: Path) -> None:
         {"order_id": "NH-1"},
     )
     first, second = backend.calls
-    assert [t["function"]["name"] for t in first.tools or []] == ["order_status", "refund_check"]
+    assert [t["function"]["name"] for t in first.tools or []] == [
+        "order_status",
+        "refund_check",
+        "final_answer",
+    ]
+    assert first.tool_choice == "required"
     assert first.json_schema is None
+    assert result.tool_modes == {"helper": "native"}
     assert "You can use these tools" not in first.texts[0]  # no JSON-loop instructions
     tool_reply = second.messages[-1]
     assert isinstance(tool_reply, ToolMessage)
@@ -282,7 +288,55 @@ def test_native_loop_stops_calling_tools_at_max_steps(tmp_path: Path) -> None:
     result = run(agent_flow(max_steps=3), backend, "q", tmp_path)
     assert result.output == "Final."
     assert len(result.tool_calls) == 2
-    assert [c.tools is not None for c in backend.calls] == [True, True, False]
+    assert [c.tool_choice for c in backend.calls] == ["required", "required", "final_answer"]
+
+
+def test_native_loop_answers_through_the_final_answer_tool(tmp_path: Path) -> None:
+    backend = FakeBackend(
+        native=True,
+        script=[
+            tool_message("order_status", {"order_id": "NH-1"}, "c1"),
+            tool_message("final_answer", {"answer": "It shipped.", "escalate": False}, "c2"),
+        ],
+    )
+    result = run(agent_flow(output=Reply), backend, "Where is NH-1?", tmp_path)
+    assert result.error is None
+    assert result.output == Reply(answer="It shipped.", escalate=False)
+    assert [c.tool for c in result.tool_calls] == ["order_status"]
+    final_tool = (backend.calls[0].tools or [])[-1]["function"]
+    assert final_tool["name"] == "final_answer"
+    assert final_tool["parameters"]["required"] == ["answer", "escalate"]
+    [agent_span] = [s for s in result.spans if s.kind == "AGENT"]
+    assert agent_span.attributes["tool_mode"] == "native"
+
+
+def test_native_final_answer_with_a_wrong_shape_is_an_output_error(tmp_path: Path) -> None:
+    backend = FakeBackend(native=True, script=[tool_message("final_answer", {"x": 1}, "c")])
+    result = run(agent_flow(output=Reply), backend, "q", tmp_path)
+    with pytest.raises(OutputValidationError):
+        result.raise_for_error()
+    assert result.tool_modes == {"helper": "native"}
+
+
+def test_long_tool_results_are_cut_before_the_model_reads_them(tmp_path: Path) -> None:
+    def big_report(order_id: str) -> str:
+        """A very long report."""
+        return "x" * 5000
+
+    agent = Agent(
+        name="helper",
+        prompt=Prompt(name="p", user="{question}"),
+        tools=[big_report],
+        max_tool_output=200,
+    )
+    flow = Flow(name="f", description="d", input=Question, steps=[agent])
+    backend = FakeBackend(script=[call("big_report", order_id="NH-1"), final("ok")])
+    result = run(flow, backend, "q", tmp_path)
+    [record] = result.tool_calls
+    assert record.result is not None
+    assert record.result.startswith("x" * 200 + "... [cut: 4800 more characters]")
+    assert "x" * 201 not in backend.calls[1].texts[-1]
+    assert result.tool_modes == {"helper": "json"}
 
 
 def test_refused_native_tools_fall_back_to_the_json_loop(tmp_path: Path) -> None:
@@ -301,6 +355,7 @@ def test_refused_native_tools_fall_back_to_the_json_loop(tmp_path: Path) -> None
     assert first.error is None
     assert first.output == "Shipped."
     assert [c.mode for c in first.tool_calls] == ["json"]
+    assert first.tool_modes == {"helper": "json"}
     refused = [s for s in first.spans if s.kind == "CHAT_MODEL" and s.error]
     assert len(refused) == 1
     assert "does not support tools" in (refused[0].error or "")
@@ -330,3 +385,30 @@ def test_streaming_a_json_loop_agent_streams_only_the_answer(tmp_path: Path) -> 
     result = run(agent_flow(), backend, "q", tmp_path, on_token=tokens.append)
     assert result.output == "It shipped."
     assert "".join(tokens) == "It shipped."
+
+
+def test_native_mode_turns_json_loop_examples_into_tool_calls(tmp_path: Path) -> None:
+    examples = (
+        ("user", "Customer: Where is NH-2?"),
+        ("assistant", call("order_status", order_id="NH-2")),
+        ("user", 'Result of order_status: {"status": "shipped"}'),
+        ("assistant", final("It shipped.")),
+    )
+    agent = Agent(
+        name="helper",
+        prompt=Prompt(name="p", user="Customer: {question}", examples=examples),
+        tools=[order_status],
+    )
+    flow = Flow(name="f", description="d", input=Question, steps=[agent])
+    backend = FakeBackend(
+        native=True, script=[tool_message("final_answer", {"answer": "Shipped."}, "c")]
+    )
+    result = run(flow, backend, "Where is NH-1?", tmp_path)
+    assert result.output == "Shipped."
+    sent = backend.calls[0].messages
+    assert [m.type for m in sent] == ["human", "ai", "tool", "ai", "human"]
+    assert sent[1].tool_calls[0]["name"] == "order_status"  # type: ignore[attr-defined]
+    assert sent[1].tool_calls[0]["args"] == {"order_id": "NH-2"}  # type: ignore[attr-defined]
+    assert sent[2].text == '{"status": "shipped"}'
+    assert sent[3].tool_calls[0]["args"] == {"answer": "It shipped."}  # type: ignore[attr-defined]
+    assert all("strict" not in t["function"] for t in backend.calls[0].tools or [])
