@@ -20,6 +20,7 @@ from promptlab.errors import (
     ModelNotFoundError,
     PromptlabError,
     ToolsUnsupportedError,
+    parse_retry_after,
 )
 
 try:
@@ -145,7 +146,7 @@ class OpenAIBackend(Backend):
             return BackendHTTPError(
                 f"{self.server} at {url} answered {exc.status_code}: {text}",
                 exc.status_code,
-                retry_after=_retry_after(exc.response.headers.get("retry-after")),
+                retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
             )
         return None
 
@@ -159,11 +160,3 @@ def _message(exc: Any) -> str:
         if "message" in body:
             return str(body["message"])
     return str(getattr(exc, "message", exc))
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (the HTTP-date form is ignored)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
