@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from promptlab.eval.runner import (
     resolve_scorers,
     select,
 )
-from promptlab.eval.suite import Stage, Suite
+from promptlab.eval.suite import Case, Stage, Suite
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.loader import load_flow, split_ref
 from promptlab.tracking.evals import abort_run, file_hash, finish_run, register_prompts, start_run
@@ -71,7 +72,13 @@ def run_suite(suite: Suite, backend: Backend, settings: Settings, options: Optio
     }
     run_id = start_run(settings, f"{suite.name} on {backend.name}", params, options.resume)
     journal = Journal(settings.state_dir / "evals" / f"{run_id}.jsonl")
-    done = journal.read()
+    try:
+        journal.open(_selection(cases, repeats))
+    except UserError:
+        abort_run()
+        raise
+    # A case the backend failed on, retries spent, is tried again by a resume.
+    done = [r for r in journal.read() if r.error_kind != "backend"]
     finished = {r.key for r in done}
     todo = [(c, r) for r in range(repeats) for c in cases if (c.id, r) not in finished]
     models = BackendModels(backend, settings)
@@ -94,7 +101,8 @@ def run_suite(suite: Suite, backend: Backend, settings: Settings, options: Optio
     )
     resume = f"promptlab eval {suite.path} --backend {backend.name} --resume {run_id}"
     try:
-        asyncio.run(runner.run(todo))
+        with journal:
+            asyncio.run(runner.run(todo))
     except EvalAborted as exc:
         abort_run()
         finished_now = len(done) + len(runner.runs)
@@ -121,6 +129,12 @@ def run_suite(suite: Suite, backend: Backend, settings: Settings, options: Optio
         models.calls,
     )
     return Outcome(suite.name, run_id, backend.name, options.stage, table, gates, results)
+
+
+def _selection(cases: list[Case], repeats: int) -> dict[str, Any]:
+    """What a run selected, so that a resume can be held to the same cases."""
+    ids = hashlib.sha256("\n".join(c.id for c in cases).encode()).hexdigest()[:16]
+    return {"cases": len(cases), "case_ids": ids, "repeats": repeats}
 
 
 def _progress(start: int, total: int) -> Any:
