@@ -153,6 +153,8 @@ class Runner:
     on_done: Callable[[CaseResult], None] = lambda _: None
     runs: list[tuple[CaseResult, RunResult]] = field(default_factory=list)
     breaker: int = BREAKER
+    #: Keep every run in ``runs`` (for tracking after the run); off, memory stays bounded.
+    keep_runs: bool = True
     _failing: int = 0
 
     async def run(self, todo: Sequence[tuple[Case, int]]) -> None:
@@ -168,7 +170,8 @@ class Runner:
                 if backend_failed:
                     result.error_kind = "backend"
                 self.journal.append(result)
-                self.runs.append((result, run))
+                if self.keep_runs:
+                    self.runs.append((result, run))
                 self.on_done(result)
 
         try:
