@@ -17,7 +17,8 @@ PromptlabError
 ├── BackendError              the model server failed us
 │   ├── BackendUnreachableError
 │   ├── BackendTimeoutError
-│   ├── BackendHTTPError      any other non-2xx answer (carries .status)
+│   ├── BackendHTTPError      any other non-2xx answer (carries .status, .transient)
+│   ├── BackendResponseError  a 2xx answer that is not a valid answer (HTML, cut JSON)
 │   ├── ModelNotFoundError    the logical model maps to a model the server lacks
 │   ├── ContextWindowError    the prompt does not fit the model's context window
 │   └── ToolsUnsupportedError the model has no native tool calling
@@ -30,6 +31,8 @@ PromptlabError
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -98,12 +101,53 @@ class BackendTimeoutError(BackendError):
 
 
 class BackendHTTPError(BackendError):
-    """The backend answered with an unexpected HTTP status."""
+    """The backend answered with an unexpected HTTP status.
+
+    ``retry_after`` is what the server asked for, as whole seconds in [0, 3600] (None when
+    it asked for nothing usable: a NaN, a missing header).
+    """
 
     def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.retry_after = retry_after
+        self.retry_after = clamp_retry_after(retry_after)
+
+    @property
+    def transient(self) -> bool:
+        """Whether the same request can succeed later (overload, a restart, a gateway)."""
+        return self.status in TRANSIENT_STATUSES
+
+
+TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_S = 3600
+
+
+def clamp_retry_after(seconds: float | None) -> int | None:
+    """A server's Retry-After as whole seconds in [0, 3600]; None for NaN or nothing."""
+    if seconds is None or seconds != seconds:  # NaN
+        return None
+    return int(min(max(seconds, 0.0), MAX_RETRY_AFTER_S))
+
+
+def parse_retry_after(value: str | None) -> int | None:
+    """A Retry-After header (seconds, or an HTTP date) as whole seconds in [0, 3600]."""
+    if not value:
+        return None
+    try:
+        return clamp_retry_after(float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return clamp_retry_after((when - datetime.now(UTC)).total_seconds())
+
+
+class BackendResponseError(BackendError):
+    """The backend answered 2xx with something that is not a valid answer."""
 
 
 class ModelNotFoundError(BackendError):

@@ -121,9 +121,18 @@ def resolve_scorers(suite: Suite) -> list[Scoring]:
     return out
 
 
+# Cases in a row that end in a backend failure, retries spent, before the run stops.
+BREAKER = 10
+
+
 @dataclass
 class Runner:
-    """Runs (case, repeat) pairs on one executor and journals each finished one."""
+    """Runs (case, repeat) pairs on one executor and journals each finished one.
+
+    A case whose backend failure outlives its retries is journaled as an error and the run
+    goes on (one poison input cannot stop a long eval); only when ``breaker`` cases in a row
+    end that way does the run stop (EvalAborted), and a resume retries those cases.
+    """
 
     executor: Executor
     scorers: list[Scoring]
@@ -134,6 +143,10 @@ class Runner:
     retries: int
     on_done: Callable[[CaseResult], None] = lambda _: None
     runs: list[tuple[CaseResult, RunResult]] = field(default_factory=list)
+    breaker: int = BREAKER
+    #: Keep every run in ``runs`` (for tracking after the run); off, memory stays bounded.
+    keep_runs: bool = True
+    _failing: int = 0
 
     async def run(self, todo: Sequence[tuple[Case, int]]) -> None:
         """Run every pair; a backend that keeps failing aborts the rest (EvalAborted)."""
@@ -141,11 +154,15 @@ class Runner:
 
         async def one(case: Case, repeat: int) -> None:
             async with gate:
-                run = await self._attempt(case)
+                run, backend_failed = await self._attempt(case)
+                self._count(backend_failed, run)
                 scores = await self._score(case, run)
                 result = CaseResult.from_run(case.id, repeat, list(case.tags), run, scores)
+                if backend_failed:
+                    result.error_kind = "backend"
                 self.journal.append(result)
-                self.runs.append((result, run))
+                if self.keep_runs:
+                    self.runs.append((result, run))
                 self.on_done(result)
 
         try:
@@ -155,7 +172,16 @@ class Runner:
         except* EvalAborted as errors:
             raise errors.exceptions[0] from None
 
-    async def _attempt(self, case: Case) -> RunResult:
+    def _count(self, backend_failed: bool, run: RunResult) -> None:
+        """Trip the breaker after ``breaker`` backend failures in a row."""
+        self._failing = self._failing + 1 if backend_failed else 0
+        if self._failing >= self.breaker:
+            raise EvalAborted(
+                f"{self._failing} cases in a row failed on the backend, the last with: {run.error}"
+            )
+
+    async def _attempt(self, case: Case) -> tuple[RunResult, bool]:
+        """The case's run, and whether it failed on the backend after every retry."""
         for attempt in range(self.retries + 1):
             try:
                 run = await asyncio.wait_for(self.executor.run(case.inputs), self.timeout_s)
@@ -163,16 +189,19 @@ class Runner:
                 failure: PromptlabError = BackendTimeoutError(
                     f"case '{case.id}' took longer than {self.timeout_s:g}s"
                 )
+                run = self._failed(case, failure)
             except InputError as exc:
-                return self._failed(case, exc)
+                return self._failed(case, exc), False
             else:
                 failure = run._exception  # type: ignore[assignment]
                 if failure is None or not (
                     retryable(failure, self.executor.backend) or _fatal(failure)
                 ):
-                    return run
-            if _fatal(failure) or attempt == self.retries:
+                    return run, False
+            if _fatal(failure):
                 raise EvalAborted(str(failure)) from failure
+            if attempt == self.retries:
+                return run, True
             await asyncio.sleep(_backoff(attempt, failure))
         raise AssertionError("unreachable")
 

@@ -7,6 +7,7 @@ The eval layer does not know where runs are recorded: ``run_suite`` records thro
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from promptlab.eval.runner import (
     resolve_scorers,
     select,
 )
-from promptlab.eval.suite import Stage, Suite
+from promptlab.eval.suite import Case, Stage, Suite
 from promptlab.hashing import file_hash
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.loader import load_flow, split_ref
@@ -109,7 +110,13 @@ def run_suite(
     }
     run_id = recorder.start(f"{suite.name} on {backend.name}", params, options.resume)
     journal = Journal(settings.state_dir / "evals" / f"{run_id}.jsonl")
-    done = journal.read()
+    try:
+        journal.open(_selection(cases, repeats))
+    except UserError:
+        recorder.abort(run_id)
+        raise
+    # A case the backend failed on, retries spent, is tried again by a resume.
+    done = [r for r in journal.read() if r.error_kind != "backend"]
     finished = {r.key for r in done}
     todo = [(c, r) for r in range(repeats) for c in cases if (c.id, r) not in finished]
     models = BackendModels(backend, settings)
@@ -122,6 +129,7 @@ def run_suite(
         concurrency=concurrency,
         timeout_s=suite.settings.timeout_s,
         retries=suite.settings.retries,
+        breaker=suite.settings.breaker,
         on_done=_progress(len(done), total),
     )
     print(
@@ -132,7 +140,8 @@ def run_suite(
     )
     resume = f"promptlab eval {suite.path} --backend {backend.name} --resume {run_id}"
     try:
-        asyncio.run(runner.run(todo))
+        with journal:
+            asyncio.run(runner.run(todo))
     except EvalAborted as exc:
         recorder.abort(run_id)
         finished_now = len(done) + len(runner.runs)
@@ -158,6 +167,12 @@ def run_suite(
         models.calls,
     )
     return Outcome(suite.name, run_id, backend.name, options.stage, table, gates, results)
+
+
+def _selection(cases: list[Case], repeats: int) -> dict[str, Any]:
+    """What a run selected, so that a resume can be held to the same cases."""
+    ids = hashlib.sha256("\n".join(c.id for c in cases).encode()).hexdigest()[:16]
+    return {"cases": len(cases), "case_ids": ids, "repeats": repeats}
 
 
 def _progress(start: int, total: int) -> Any:

@@ -22,10 +22,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from promptlab.errors import UserError, first_problem, one_line
 
@@ -130,6 +139,8 @@ class RunSettings(BaseModel):
     concurrency: int | None = Field(default=None, ge=1, le=256)
     timeout_s: float = Field(default=300, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
+    #: Cases in a row that fail on the backend (retries spent) before the run stops.
+    breaker: int = Field(default=10, ge=1)
 
 
 class Suite(BaseModel):
@@ -148,6 +159,7 @@ class Suite(BaseModel):
     margins: dict[str, float] = Field(default_factory=dict)
     plugins: tuple[str, ...] = ()
     path: Path = Field(default=Path("."), exclude=True)
+    _cases: list[Case] | None = PrivateAttr(default=None)
 
     @field_validator("gates", mode="before")
     @classmethod
@@ -189,16 +201,20 @@ class Suite(BaseModel):
         return str((self.path.parent / file).resolve()) + (sep + name if sep else "")
 
     def cases(self) -> list[Case]:
-        """Every case, inline or read from the dataset file."""
-        if self.dataset.cases:
-            cases = list(self.dataset.cases)
-        else:
-            cases = _read_cases(self.path.parent / str(self.dataset.file))
-        ids = [c.id for c in cases]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise SuiteError(f"{self.path}: duplicate case ids {duplicates}: make ids unique")
-        return cases
+        """Every case, inline or read from the dataset file (read once per suite object)."""
+        if self._cases is None:
+            if self.dataset.cases:
+                cases = list(self.dataset.cases)
+            else:
+                cases = _read_cases(self.path.parent / str(self.dataset.file))
+            duplicates = sorted(i for i, n in Counter(c.id for c in cases).items() if n > 1)
+            if duplicates:
+                shown = ", ".join(duplicates[:5]) + (" ..." if len(duplicates) > 5 else "")
+                raise SuiteError(
+                    f"{self.path}: {len(duplicates)} duplicate case ids ({shown}): make ids unique"
+                )
+            self._cases = cases
+        return list(self._cases)
 
     def fingerprint(self) -> str:
         """Content hash of the suite and its cases: what the results and gate verdicts depend on.

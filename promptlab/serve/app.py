@@ -90,7 +90,7 @@ def create_app(target: Target, config: ServeConfig, keys: APIKeys | None = None)
 
     @api.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("request_failed", exc_info=exc, extra={"path": request.url.path})
+        # Starlette raises the error on to the guard, which logs it once.
         failure = failure_for(exc, "?", config.timeout, config.retry_after_s)
         note_failure(request.scope, failure)
         return Response(failure.body(), failure.status, media_type="application/json")
@@ -103,6 +103,7 @@ def create_app(target: Target, config: ServeConfig, keys: APIKeys | None = None)
         max_body_bytes=config.max_body_bytes,
         retry_after=config.retry_after_s,
         flows=target.flows,
+        body_timeout=config.body_timeout,
     )
 
 

@@ -28,6 +28,7 @@ class ServeConfig(BaseModel):
     max_concurrency: int = Field(default=256, ge=1)
     timeout: float = Field(default=120.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+    body_timeout: float = Field(default=10.0, gt=0)
     trace_sample: float = Field(default=0.0, ge=0.0, le=1.0)
     log_level: str = "info"
     retry_after_s: int = Field(default=1, ge=0)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from promptlab.errors import (
     BackendError,
     BackendHTTPError,
+    BackendResponseError,
     BackendTimeoutError,
     BackendUnreachableError,
+    ConfigError,
     ContextWindowError,
     InputError,
+    MissingDependencyError,
     ModelNotFoundError,
     OutputValidationError,
     PromptlabError,
@@ -68,7 +72,7 @@ def failure_for(exc: BaseException, flow: str, timeout: float, retry_after: int)
             "context_length_exceeded",
         )
     if isinstance(exc, BackendHTTPError) and exc.status == 429:
-        wait = round(exc.retry_after) if exc.retry_after is not None else retry_after
+        wait = exc.retry_after if exc.retry_after is not None else retry_after
         return Failure(
             429,
             "rate_limit_error",
@@ -76,6 +80,16 @@ def failure_for(exc: BaseException, flow: str, timeout: float, retry_after: int)
             "the model server is saturated: retry later",
             detail,
             wait,
+        )
+    if _permanent(exc):
+        code, what = _backend_code(exc)
+        return Failure(
+            502,
+            "server_error",
+            code,
+            f"the model server behind flow '{flow}' {what}: a retry will not help, ask the "
+            "operator to check the flow's backend",
+            detail,
         )
     if isinstance(exc, BackendError):
         code, what = _backend_code(exc)
@@ -106,11 +120,24 @@ def failure_for(exc: BaseException, flow: str, timeout: float, retry_after: int)
     )
 
 
-def _backend_code(exc: BackendError) -> tuple[str, str]:
+def _permanent(exc: BaseException) -> TypeGuard[PromptlabError]:
+    """A backend failure that the same request meets again: answered 502, no Retry-After."""
+    if isinstance(exc, BackendHTTPError):
+        return not exc.transient
+    return isinstance(exc, ModelNotFoundError | ConfigError | MissingDependencyError)
+
+
+def _backend_code(exc: PromptlabError) -> tuple[str, str]:
     if isinstance(exc, BackendUnreachableError):
         return "backend_unreachable", "is not reachable"
     if isinstance(exc, BackendTimeoutError):
         return "backend_timeout", "did not answer in time"
     if isinstance(exc, ModelNotFoundError):
         return "backend_model_missing", "does not serve the flow's model"
+    if isinstance(exc, BackendHTTPError) and not exc.transient:
+        return "backend_rejected", f"refused the request (HTTP {exc.status})"
+    if isinstance(exc, ConfigError | MissingDependencyError):
+        return "flow_misconfigured", "cannot be used as configured"
+    if isinstance(exc, BackendResponseError):
+        return "backend_error", "sent a malformed answer"
     return "backend_error", "failed"

@@ -6,6 +6,7 @@ writes one log line.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -87,6 +88,9 @@ class Guard:
     """ASGI middleware for the API routes (``/v1/``, ``/flows/``); others pass straight through.
 
     Health, readiness and metrics routes stay open, so that probes and scrapers need no key.
+    A request takes a concurrency slot only once its whole body has arrived (within
+    ``body_timeout`` seconds, else 408), so slow clients cannot hold the server's slots; a
+    client that disconnects before its answer is complete has its run cancelled.
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class Guard:
         max_body_bytes: int,
         retry_after: int,
         flows: Iterable[str],
+        body_timeout: float = 10.0,
     ) -> None:
         self.app = app
         self.keys = keys
@@ -107,6 +112,7 @@ class Guard:
         self.max_body_bytes = max_body_bytes
         self.retry_after = retry_after
         self.flows = set(flows)
+        self.body_timeout = body_timeout
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -118,12 +124,14 @@ class Guard:
         started = time.perf_counter()
         info = RequestInfo(_request_id(scope), *_route(path, self.flows), started=started)
         scope["promptlab"] = info
-        failure = self._refuse(scope)
-        if failure is not None:
-            await _answer(send, failure, info)
-        else:
-            await self._pass(scope, receive, send, info)
-        self._record(scope, info, time.perf_counter() - started)
+        try:
+            failure = self._refuse(scope)
+            if failure is not None:
+                await _answer(send, failure, info)
+            else:
+                await self._pass(scope, receive, send, info)
+        finally:
+            self._record(scope, info, time.perf_counter() - started)
 
     def _refuse(self, scope: Scope) -> Failure | None:
         if len(self.keys) and not self.keys.check(_bearer(scope)):
@@ -136,54 +144,109 @@ class Guard:
         length = _header(scope, b"content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
             return _too_large(self.max_body_bytes)
-        if self.in_flight >= self.max_concurrency:
-            return Failure(
-                429,
-                "rate_limit_error",
-                "server_saturated",
-                f"the server is at its limit of {self.max_concurrency} requests in flight: "
-                f"retry after {self.retry_after}s",
-                retry_after=self.retry_after,
-            )
         return None
 
-    async def _pass(self, scope: Scope, receive: Receive, send: Send, info: RequestInfo) -> None:
-        limit = self.max_body_bytes
-        rid = info.request_id.encode()
-        seen = 0
-        started = refused = False
+    def _saturated(self) -> Failure | None:
+        if self.in_flight < self.max_concurrency:
+            return None
+        return Failure(
+            429,
+            "rate_limit_error",
+            "server_saturated",
+            f"the server is at its limit of {self.max_concurrency} requests in flight: "
+            f"retry after {self.retry_after}s",
+            retry_after=self.retry_after,
+        )
 
-        async def counted_receive() -> Message:
-            # Past the limit, answer 413 here and tell the app the client has gone.
-            nonlocal seen, refused
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit and not started:
-                    if not refused:
-                        refused = True
-                        await _answer(send, _too_large(limit), info)
-                    return {"type": "http.disconnect"}
-            return message
+    async def _read_body(self, receive: Receive) -> bytes | Failure | None:
+        """The whole body; a Failure past the size or time limit; None if the client left."""
+        parts: list[bytes] = []
+        seen = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    seen += len(chunk)
+                    if seen > self.max_body_bytes:
+                        return _too_large(self.max_body_bytes)
+                    parts.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(parts)
+        except TimeoutError:
+            return bad_request(
+                f"the request body did not arrive within {self.body_timeout:g}s: send it at once",
+                "request_timeout",
+                408,
+            )
+
+    async def _pass(self, scope: Scope, receive: Receive, send: Send, info: RequestInfo) -> None:
+        body = await self._read_body(receive)
+        if body is None:
+            info.status, info.code = 499, "client_gone"
+            return
+        failure = body if isinstance(body, Failure) else self._saturated()
+        if failure is not None:
+            await _answer(send, failure, info)
+            return
+        assert isinstance(body, bytes)
+        rid = info.request_id.encode()
+        responded = done = gone = False
+        disconnected = asyncio.Event()
+        delivered = False
+        task = asyncio.current_task()
+
+        async def replay() -> Message:
+            # The app reads the body it was sent, then waits here until the client leaves.
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await disconnected.wait()
+            return {"type": "http.disconnect"}
 
         async def watched_send(message: Message) -> None:
-            nonlocal started
-            if refused:
-                return
+            nonlocal responded, done
             if message["type"] == "http.response.start":
-                started = True
+                responded = True
                 info.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid)]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                done = True
             await send(message)
+
+        async def watch() -> None:
+            # The server says http.disconnect when the client leaves (or once we answered).
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected.set()
+            if not done and task is not None:
+                gone = True
+                task.cancel()
 
         self.in_flight += 1
         self.metrics.in_flight.inc()
+        watcher = asyncio.create_task(watch())
         try:
-            await self.app(scope, counted_receive, watched_send)
-        except Exception:
-            if not refused:
+            await self.app(scope, replay, watched_send)
+        except asyncio.CancelledError:
+            if not gone or task is None:
                 raise
+            task.uncancel()
+            info.status, info.code = 499, "client_gone"
+        except Exception as exc:
+            # The one log line of an unexpected error; the app's handler may have answered.
+            log.error("request_failed", exc_info=exc, extra={"path": scope.get("path")})
+            failure = _internal(exc)
+            if responded:
+                info.code, info.detail = failure.code, failure.detail
+            else:
+                await _answer(send, failure, info)
         finally:
+            watcher.cancel()
             self.in_flight -= 1
             self.metrics.in_flight.dec()
 
@@ -238,6 +301,16 @@ def request_info(scope: Scope) -> RequestInfo | None:
     """The guard's record of this request (None outside the guard, e.g. in some tests)."""
     info: RequestInfo | None = scope.get("promptlab")
     return info
+
+
+def _internal(exc: BaseException) -> Failure:
+    return Failure(
+        500,
+        "server_error",
+        "internal_error",
+        "internal error: the server log has the details",
+        f"{type(exc).__name__}: {exc}",
+    )
 
 
 def _too_large(limit: int) -> Failure:

@@ -18,9 +18,9 @@ from promptlab.errors import MCPTimeoutError, MCPUnavailableError
 from promptlab.promote.launch import free_port
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.mcp import describe_mcp_tools, tools_hash
+from promptlab.testing import FakeBackend
 from tests.integration.conftest import CLI
 from tests.servers import REPO, Server, copy_project
-from tests.unit.fakes import FakeBackend
 
 pytestmark = pytest.mark.integration
 

@@ -23,6 +23,7 @@ from promptlab.errors import (
     ModelNotFoundError,
     PromptlabError,
     ToolsUnsupportedError,
+    parse_retry_after,
 )
 
 CONTEXT_MARKERS = ("maximum context length", "context length", "too long")
@@ -132,7 +133,7 @@ async def status_error(
     return BackendHTTPError(
         f"{site.server} at {site.url} answered {status}: {text}",
         status,
-        retry_after=_retry_after(retry_after),
+        retry_after=parse_retry_after(retry_after),
     )
 
 
@@ -195,11 +196,3 @@ def _usage(usage: Any) -> tuple[int | None, int | None]:
     if not isinstance(usage, dict):
         return None, None
     return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (the HTTP-date form is ignored)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None

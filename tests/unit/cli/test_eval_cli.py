@@ -20,7 +20,7 @@ dataset:
     - {id: capital, inputs: {question: "Capital of France?"}, expect: {says: Paris}}
     - {id: river, inputs: {question: "River of Paris?"}, expect: {says: Seine}}
 scorers: [{name: says, kind: contains}]
-settings: {retries: 0}
+settings: {retries: 0, breaker: 1}
 gates:
   dev: [says.rate >= 0.5]
 """

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Literal
 
 import pytest
+from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 
 from promptlab import Flow, Prompt
+from promptlab.errors import UserError
 from promptlab.eval.aggregate import check_gates, metrics, value_of, worst
 from promptlab.eval.results import CaseResult, Journal
 from promptlab.eval.runner import EvalAborted, Runner, Scoring, select
@@ -60,7 +63,9 @@ CASES = [
 BILLING = '{"category": "billing"}'
 
 
-def runner(backend: FakeBackend, tmp_path: Path, *scorers: Scoring, retries: int = 2) -> Runner:
+def runner(
+    backend: FakeBackend, tmp_path: Path, *scorers: Scoring, retries: int = 2, breaker: int = 10
+) -> Runner:
     return Runner(
         executor=Executor(FLOW, backend, tmp_path),
         scorers=list(scorers) or [scoring("category")],
@@ -69,11 +74,14 @@ def runner(backend: FakeBackend, tmp_path: Path, *scorers: Scoring, retries: int
         concurrency=1,
         timeout_s=30,
         retries=retries,
+        breaker=breaker,
     )
 
 
 def run(r: Runner, todo: list[tuple[Case, int]]) -> None:
-    asyncio.run(r.run(todo))
+    r.journal.open({"cases": len(CASES)})
+    with r.journal:
+        asyncio.run(r.run(todo))
 
 
 @pytest.fixture(autouse=True)
@@ -102,10 +110,27 @@ def test_connection_errors_are_retried(tmp_path: Path) -> None:
 
 def test_a_backend_that_stays_down_aborts_and_keeps_what_finished(tmp_path: Path) -> None:
     backend = FakeBackend(script=[BILLING, *[ConnectionError("down")] * 10])
-    r = runner(backend, tmp_path, retries=2)
-    with pytest.raises(EvalAborted, match=r"not reachable|down"):
+    r = runner(backend, tmp_path, retries=2, breaker=2)
+    with pytest.raises(EvalAborted, match=r"2 cases in a row failed on the backend"):
         run(r, [(c, 0) for c in CASES])
-    assert [x.case_id for x in r.journal.read()] == ["c0"]
+    kept = r.journal.read()
+    assert [(x.case_id, x.error_kind) for x in kept] == [("c0", None), ("c1", "backend")]
+    assert len(backend.calls) == 1 + 3 + 3  # the case that tripped the breaker is not kept
+
+
+def test_a_case_that_keeps_failing_is_journaled_and_the_run_goes_on(tmp_path: Path) -> None:
+    def reply(messages: list[BaseMessage]) -> str:
+        if "ticket 2" in str(messages[-1].content):
+            raise ConnectionError("this input always gets a 500")
+        return BILLING
+
+    backend = FakeBackend.replying(reply)
+    r = runner(backend, tmp_path, retries=2)
+    run(r, [(c, 0) for c in CASES])
+    results = {x.case_id: x for x in r.journal.read()}
+    assert sorted(results) == ["c0", "c1", "c2", "c3"]
+    assert results["c2"].error_kind == "backend" and results["c2"].error
+    assert [x.error for k, x in sorted(results.items()) if k != "c2"] == [None] * 3
 
 
 def test_resuming_runs_only_what_is_missing(tmp_path: Path) -> None:
@@ -113,6 +138,7 @@ def test_resuming_runs_only_what_is_missing(tmp_path: Path) -> None:
         FakeBackend(script=[BILLING, ConnectionError("x"), ConnectionError("x")]),
         tmp_path,
         retries=1,
+        breaker=1,
     )
     with pytest.raises(EvalAborted):
         run(first, [(c, 0) for c in CASES])
@@ -200,12 +226,32 @@ def test_select_by_tag_and_limit() -> None:
     assert [c.id for c in select(CASES, limit=1)] == ["c0"]
 
 
-def test_a_torn_journal_line_is_ignored(tmp_path: Path) -> None:
+def test_a_torn_journal_line_is_cut_and_the_next_record_kept(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.jsonl")
-    journal.append(result("a", 0, "PASS"))
+    with journal:
+        journal.open({"cases": 2})
+        journal.append(result("a", 0, "PASS"))
     with journal.path.open("a") as handle:
         handle.write('{"case_id": "b", "rep')
     assert [r.case_id for r in journal.read()] == ["a"]
+    with journal:
+        journal.open({"cases": 2})
+        journal.append(result("b", 0, "PASS"))
+    assert [r.case_id for r in journal.read()] == ["a", "b"]
+    assert all(json.loads(line) for line in journal.path.read_text().splitlines())
+
+
+def test_a_second_writer_and_another_selection_are_refused(tmp_path: Path) -> None:
+    first = Journal(tmp_path / "j.jsonl")
+    first.open({"cases": 2, "repeats": 1})
+    with pytest.raises(UserError, match="being run by another process"):
+        Journal(first.path).open({"cases": 2, "repeats": 1})
+    first.close()
+    with pytest.raises(UserError, match=r"selected other cases \(repeats differ\)"):
+        Journal(first.path).open({"cases": 2, "repeats": 3})
+    again = Journal(first.path)
+    again.open({"cases": 2, "repeats": 1})  # the lock was released with each refusal
+    again.close()
 
 
 def test_a_case_without_the_expectation_is_not_scored(tmp_path: Path) -> None:
