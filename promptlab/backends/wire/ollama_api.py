@@ -19,6 +19,7 @@ from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
     BackendHTTPError,
+    BackendResponseError,
     ContextWindowError,
     ModelNotFoundError,
     PromptlabError,
@@ -86,14 +87,23 @@ async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: 
     async for line in lines:
         if not line.strip():
             continue
-        text, usage = parse_chunk(json.loads(line), site)
+        try:
+            chunk = json.loads(line)
+        except ValueError:
+            raise BackendResponseError(
+                f"{site.server} at {site.url} sent a line that is not JSON: {line[:80]!r}: "
+                "check what serves there"
+            ) from None
+        if not isinstance(chunk, dict):
+            raise BackendResponseError(f"{site.server} at {site.url} sent {line[:80]!r}")
+        text, usage = parse_chunk(chunk, site)
         if text:
             pieces.append(text)
             if on_text is not None:
                 on_text(text)
         if usage is not None:
             return Reply("".join(pieces), *usage)
-    return Reply("".join(pieces))
+    raise BackendResponseError(f"{site.server} at {site.url} ended its answer before done")
 
 
 def status_error(site: Site, status: int, text: str) -> PromptlabError:

@@ -19,6 +19,7 @@ from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
     BackendHTTPError,
+    BackendResponseError,
     ContextWindowError,
     ModelNotFoundError,
     PromptlabError,
@@ -60,10 +61,18 @@ def chat_body(
     return body
 
 
-def parse_completion(data: Any) -> Reply:
-    """A non-streamed answer."""
-    text = data["choices"][0]["message"].get("content") or ""
-    return Reply(text, *_usage(data.get("usage")))
+def parse_completion(data: Any, site: Site) -> Reply:
+    """A non-streamed answer (anything not shaped like one is a BackendResponseError)."""
+    try:
+        text = data["choices"][0]["message"].get("content") or ""
+        return Reply(text, *_usage(data.get("usage")))
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        raise malformed(site, f"an answer without choices[0].message: {str(data)[:120]}") from None
+
+
+def malformed(site: Site, what: str) -> BackendResponseError:
+    """The error for a 2xx answer that is not one."""
+    return BackendResponseError(f"{site.server} at {site.url} sent {what}: check what serves there")
 
 
 async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: Site) -> Reply:
@@ -78,7 +87,12 @@ async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: 
             continue
         if data == "[DONE]":
             break
-        chunk = json.loads(data)
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise malformed(site, f"a stream line that is not JSON: {data[:80]!r}") from None
+        if not isinstance(chunk, dict):
+            raise malformed(site, f"a stream line that is not an object: {data[:80]!r}")
         if "error" in chunk:
             raise BackendError(f"{site.server} failed mid-stream: {error_text(chunk)}")
         for choice in chunk.get("choices") or ():
@@ -89,6 +103,8 @@ async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: 
                     on_text(text)
         if chunk.get("usage"):
             usage = _usage(chunk["usage"])
+    else:
+        raise malformed(site, "a stream that ended before [DONE]")
     return Reply("".join(pieces), *usage)
 
 
@@ -168,7 +184,12 @@ class OpenAIChatClient(ChatClient):
                 response = await self.client.post(self.endpoint, json=body)
                 if response.status_code != 200:
                     raise await self._status_error(response)
-                return parse_completion(response.json())
+                try:
+                    data = response.json()
+                except ValueError:
+                    kind = response.headers.get("content-type", "no content type")
+                    raise malformed(self.site, f"a body that is not JSON ({kind})") from None
+                return parse_completion(data, self.site)
             async with self.client.stream("POST", self.endpoint, json=body) as response:
                 if response.status_code != 200:
                     await response.aread()
