@@ -32,6 +32,13 @@ def store_variable(retriever: str) -> str:
     return f"PROMPTLAB_RETRIEVER_{env_name(retriever)}_STORE"
 
 
+def store_kind(store: object) -> str:
+    """Where a retriever's ``store`` puts its chunks: embedded, chroma (a server) or custom."""
+    if store is None:
+        return "embedded"
+    return "chroma" if isinstance(store, str) else "custom"
+
+
 def server_url(retriever: Retriever) -> str | None:
     """The vector database server a retriever uses, if any (environment first)."""
     url = os.environ.get(store_variable(retriever.name))

@@ -28,7 +28,7 @@ from promptlab.rag.records import SQLiteRecordManager
 from promptlab.rag.stores import open_store
 from promptlab.runtime.result import RetrievedDoc
 
-_BATCH = 64
+_BATCH = 256
 _KEYS = uuid.UUID("5f1e0c1a-3c7d-4e8b-9a53-7d0c2f6b8e11")
 
 

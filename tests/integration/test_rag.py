@@ -31,7 +31,7 @@ from tests.servers import EMBED_DIR, REPO, require
 
 pytestmark = pytest.mark.integration
 
-FLOW = '''
+FLOW = """
 from promptlab import Flow, Prompt, Retriever
 from pydantic import BaseModel
 
@@ -43,7 +43,7 @@ class Q(BaseModel):
 docs = Retriever(name="docs", sources=["docs"], top_k=2)
 flow = Flow(name="office", description="Office documents.", input=Q,
             steps=[docs, Prompt(name="answer", user="{docs}")])
-'''
+"""
 
 OPEN = """
 import asyncio, json, sys
