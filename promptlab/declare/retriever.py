@@ -41,7 +41,7 @@ class Retriever(Declaration):
     the embedding model (default: all it reads), counted with its tokenizer found in the
     project's model folder (``tokenizer`` names one explicitly); ``splitter`` takes any
     LangChain TextSplitter instead. Indexing is incremental: only new or changed documents
-    are embedded. The index lives under ``.promptlab/index`` (an embedded Chroma database);
+    are embedded. The index lives under ``.promptlab/index`` (an embedded LanceDB table);
     ``store`` names a Chroma server (``"chroma://host:8000"``) or is a function from
     embeddings to any LangChain VectorStore. The environment variable
     ``PROMPTLAB_RETRIEVER_<NAME>_STORE`` overrides it with a server URL.
