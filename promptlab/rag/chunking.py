@@ -47,6 +47,31 @@ class Tokenizer:
         """Tokens the embedder reads for ``text``, special tokens included."""
         return len(_load(str(self.path)).encode(text).ids)
 
+    def counts(self, texts: list[str]) -> list[int]:
+        """:meth:`count` of many texts in one call."""
+        return [len(e.ids) for e in _load(str(self.path)).encode_batch(texts)]
+
+    def word_counter(self) -> Callable[[str], int]:
+        """A fast count: the sum of each whitespace-separated word's tokens, cached per word.
+
+        Exact for tokenizers that split words at whitespace first (BERT's WordPiece, as in
+        all-MiniLM); for others the splitter's result is checked with :meth:`counts`.
+        """
+        tok = _load(str(self.path))
+        specials = len(tok.encode("").ids)
+        cache: dict[str, int] = {}
+
+        def count(text: str) -> int:
+            total = specials
+            for word in text.split():
+                n = cache.get(word)
+                if n is None:
+                    n = cache[word] = len(tok.encode(word, add_special_tokens=False).ids)
+                total += n
+            return total
+
+        return count
+
 
 @functools.cache
 def _load(path: str) -> Any:
@@ -97,14 +122,23 @@ class Chunking:
         unit = f"tokens:{self.tokenizer.digest[:16]}" if self.tokenizer else "chars/3"
         return f"recursive-markdown size={self.size} overlap={self.overlap} {unit}"
 
-    def length(self) -> Callable[[str], int]:
-        """The length function: the tokenizer's count, else characters / 3 rounded up."""
-        if self.tokenizer is not None:
-            return self.tokenizer.count
-        return lambda text: -(-len(text) // CHARS_PER_TOKEN)
-
     def splitter(self) -> Any:
-        """LangChain's recursive splitter, cutting at headings first, measured in tokens."""
+        """LangChain's recursive splitter, cutting at headings first, measured in tokens.
+
+        With a tokenizer, pieces are measured with its fast per-word count and every chunk is
+        then checked with the exact count; a document with a chunk over the size is split
+        again with the exact count.
+        """
+        if self.tokenizer is None:
+            return self._recursive(lambda text: -(-len(text) // CHARS_PER_TOKEN))
+        return _Checked(
+            self._recursive(self.tokenizer.word_counter()),
+            self._recursive(self.tokenizer.count),
+            self.tokenizer,
+            self.size,
+        )
+
+    def _recursive(self, length: Callable[[str], int]) -> Any:
         try:
             from langchain_text_splitters import RecursiveCharacterTextSplitter
         except ImportError as exc:
@@ -115,9 +149,25 @@ class Chunking:
             keep_separator="start",
             chunk_size=self.size,
             chunk_overlap=self.overlap,
-            length_function=self.length(),
+            length_function=length,
             strip_whitespace=True,
         )
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A fast splitter whose chunks are checked with the exact count, and an exact fallback."""
+
+    fast: Any
+    exact: Any
+    tokenizer: Tokenizer
+    size: int
+
+    def split_text(self, text: str) -> list[str]:
+        chunks: list[str] = self.fast.split_text(text)
+        if chunks and max(self.tokenizer.counts(chunks)) > self.size:
+            chunks = self.exact.split_text(text)
+        return chunks
 
 
 def chunking(size: int | None, overlap: int, tokenizer: Tokenizer | None, name: str) -> Chunking:
