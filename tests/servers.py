@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -136,3 +137,12 @@ def start_vllm(
 def vllm_health(server: Server) -> str:
     """vLLM's health endpoint for a server started by :func:`start_vllm`."""
     return server.url.removesuffix("/v1") + "/health"
+
+
+def start_chroma(path: Path, port: int | None = None) -> Server:
+    """A Chroma server (``chroma run`` from the chromadb wheel) persisting under ``path``."""
+    port = port or free_port()
+    chroma = Path(sys.executable).with_name("chroma")
+    cmd = [str(require(chroma)), "run", "--path", str(path), "--host", "127.0.0.1"]
+    server = Server("chroma", [*cmd, "--port", str(port)], f"chroma://127.0.0.1:{port}", {})
+    return server.wait_ready(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=60)

@@ -1,4 +1,4 @@
-"""Retriever: local documents, chunked and embedded, searched by similarity (RAG)."""
+"""Retriever: documents chunked, embedded and searched by similarity (RAG)."""
 
 from __future__ import annotations
 
@@ -7,45 +7,44 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from langchain_core.document_loaders import BaseLoader
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from promptlab.config import find_root
+from promptlab.config import find_root, load_settings
 from promptlab.declare._base import Declaration
 from promptlab.declare._source import caller_dir
 from promptlab.declare.prompt import template_variables
 from promptlab.errors import DeclarationError
+from promptlab.rag.chunking import Chunking, Tokenizer, chunking, describe_splitter, find_tokenizer
+from promptlab.rag.corpus import Chunk, SourceDoc, file_doc, loader_docs, split
+from promptlab.rag.loaders import SUFFIXES
 
-TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
+__all__ = ["Chunk", "Retriever", "StoreFactory", "format_context"]
+
 StoreFactory = Callable[[Embeddings], VectorStore]
 
 
-class Chunk(BaseModel):
-    """One piece of one document, the unit that is embedded and retrieved."""
-
-    model_config = ConfigDict(frozen=True)
-
-    doc_id: str
-    index: int
-    source: str
-    title: str
-    text: str
-
-    @property
-    def id(self) -> str:
-        """Stable chunk id: ``<doc_id>#<index>``."""
-        return f"{self.doc_id}#{self.index}"
-
-
 class Retriever(Declaration):
-    """Documents from local files, chunked, embedded by a logical model, searched top-k.
+    """Documents chunked, embedded by a logical model, and searched top-k.
 
-    Document ids are file paths relative to the glob's folder, without suffix
-    (``kb/refund-policy.md`` matched by ``kb/*.md`` has id ``refund-policy``). Paths are
-    relative to the file that declares the retriever and must stay inside the project
-    unless listed in ``allow_paths``. The index persists under ``.promptlab/index``; pass
-    ``store`` (a function from embeddings to any LangChain VectorStore) for pgvector, Qdrant...
+    ``sources`` are globs, files or folders (a folder means every supported file under it):
+    markdown, text, reStructuredText, PDF, HTML and DOCX. Document ids are paths relative to
+    the glob's folder, without suffix (``kb/refund-policy.md`` matched by ``kb/*.md`` has id
+    ``refund-policy``); titles come from the document (markdown H1, HTML ``<title>``, PDF and
+    DOCX properties or first heading). Paths are relative to the declaring file and must
+    stay inside the project unless listed in ``allow_paths``. ``loader`` takes any LangChain
+    document loader instead, one document per ``metadata["source"]``.
+
+    Chunks follow markdown headings and paragraphs and are at most ``chunk_size`` tokens of
+    the embedding model (default: all it reads), counted with its tokenizer found in the
+    project's model folder (``tokenizer`` names one explicitly); ``splitter`` takes any
+    LangChain TextSplitter instead. Indexing is incremental: only new or changed documents
+    are embedded. The index lives under ``.promptlab/index`` (an embedded LanceDB table);
+    ``store`` names a Chroma server (``"chroma://host:8000"``) or is a function from
+    embeddings to any LangChain VectorStore. The environment variable
+    ``PROMPTLAB_RETRIEVER_<NAME>_STORE`` overrides it with a server URL.
 
     Example:
         ```python
@@ -54,20 +53,29 @@ class Retriever(Declaration):
     """
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    sources: tuple[str, ...] = Field(min_length=1)
+    sources: tuple[str, ...] = ()
+    loader: BaseLoader | None = None
     query: str = "{question}"
     embed: str = "embed"
     top_k: int = Field(default=4, gt=0)
-    chunk_size: int = Field(default=1000, ge=100)
-    chunk_overlap: int = Field(default=100, ge=0)
+    chunk_size: int | None = Field(default=None, gt=0)
+    chunk_overlap: int = Field(default=32, ge=0)
+    tokenizer: Path | None = None
+    splitter: Any = None
     allow_paths: tuple[Path, ...] = ()
-    store: StoreFactory | None = None
+    store: StoreFactory | str | None = None
     base_dir: Path = Field(default_factory=caller_dir)
 
     @model_validator(mode="after")
     def _check(self) -> Retriever:
-        if self.chunk_overlap > self.chunk_size // 2:
+        if self.chunk_size is not None and self.chunk_overlap > self.chunk_size // 2:
             raise ValueError("chunk_overlap must be at most half of chunk_size")
+        if not self.sources and self.loader is None:
+            raise ValueError("give sources (globs, files or folders) or a loader")
+        if self.splitter is not None and not callable(getattr(self.splitter, "split_text", None)):
+            raise ValueError("splitter must be a LangChain TextSplitter (with split_text)")
+        if isinstance(self.store, str) and "://" not in self.store:
+            raise ValueError("store must be a server URL like chroma://localhost:8000")
         template_variables(self.query)
         return self
 
@@ -76,17 +84,24 @@ class Retriever(Declaration):
         """Variables of the query template."""
         return template_variables(self.query)
 
+    @property
+    def root(self) -> Path:
+        """The project folder the retriever belongs to."""
+        return find_root(self.base_dir)
+
     def files(self) -> list[tuple[str, Path]]:
         """Every (doc_id, path) the sources match, each checked against the allowed folders."""
-        root = find_root(self.base_dir)
+        root = self.root
         allowed = [root, *(Path(self.base_dir, p).resolve() for p in self.allow_paths)]
         found: dict[str, Path] = {}
         for pattern in self.sources:
             base, glob = _split_glob(pattern)
             folder = (self.base_dir / base).resolve()
+            if not glob and folder.is_dir():
+                glob = "**/*"  # a folder means its supported files
             matches = [folder] if not glob else sorted(folder.glob(glob))
             for path in matches:
-                if not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES:
+                if not path.is_file() or path.suffix.lower() not in SUFFIXES:
                     continue
                 real = path.resolve()
                 if not any(a == real.parent or a in real.parents for a in allowed):
@@ -102,28 +117,74 @@ class Retriever(Declaration):
                         f"document id '{key}': rename one, or list their common parent folder"
                     )
                 found[key] = real
-        if not found:
+        if not found and self.loader is None:
             raise DeclarationError(
-                f"retriever '{self.name}': no .md/.txt file matches {list(self.sources)} "
-                f"under {self.base_dir}: fix the sources"
+                f"retriever '{self.name}': no {'/'.join(SUFFIXES)} file matches "
+                f"{list(self.sources)} under {self.base_dir}: fix the sources"
             )
         return sorted(found.items())
 
+    def documents(self) -> list[SourceDoc]:
+        """Every document, hashed but not yet parsed, in a stable order."""
+        root = self.root
+        docs = [file_doc(doc_id, path, _relative(path, root)) for doc_id, path in self.files()]
+        if self.loader is not None:
+            docs += loader_docs(self.loader, lambda source: _doc_id(source, root))
+        seen: set[str] = set()
+        for doc in docs:
+            if doc.doc_id in seen:
+                raise DeclarationError(
+                    f"retriever '{self.name}': two documents have the id '{doc.doc_id}': "
+                    "give the loader's documents distinct metadata['source'] or doc_id"
+                )
+            seen.add(doc.doc_id)
+        return sorted(docs, key=lambda d: d.doc_id)
+
+    def chunking(self) -> Chunking:
+        """The default chunking: its size checked against the embedder's tokenizer."""
+        return chunking(self.chunk_size, self.chunk_overlap, self.find_tokenizer(), self.name)
+
+    def find_tokenizer(self) -> Tokenizer | None:
+        """The embedder's tokenizer from the project's model folders, if one is there."""
+        root = self.root
+        if self.tokenizer is not None:
+            found = find_tokenizer([(self.base_dir / self.tokenizer).resolve()])
+            if found is None:
+                raise DeclarationError(
+                    f"retriever '{self.name}': no tokenizer.json at {self.tokenizer}: point "
+                    "tokenizer at the embedding model's folder"
+                )
+            return found
+        settings = load_settings(root, env={})
+        folders = []
+        served = settings.promote.models.get(self.embed)
+        if served is not None:
+            folders.append(root / served.source)
+        for profile in settings.backends.values():
+            spec = profile.models.get(self.embed)
+            if spec is not None and spec.path:
+                folders.append(root / spec.path)
+        return find_tokenizer(folders)
+
+    def splitter_label(self) -> str:
+        """Stable text of how documents are chunked (part of the index's identity)."""
+        if self.splitter is not None:
+            return describe_splitter(self.splitter)
+        return self.chunking().describe()
+
+    def text_splitter(self) -> Any:
+        """The LangChain TextSplitter that cuts documents: the user's, or the default."""
+        return self.splitter if self.splitter is not None else self.chunking().splitter()
+
     def chunks(self) -> list[Chunk]:
         """Every chunk of every document, in a stable order."""
-        root = find_root(self.base_dir)
-        out: list[Chunk] = []
-        for doc_id, path in self.files():
-            text = path.read_text(encoding="utf-8")
-            title = _title(text, doc_id)
-            source = path.relative_to(root).as_posix() if root in path.parents else str(path)
-            for i, piece in enumerate(split_text(text, self.chunk_size, self.chunk_overlap)):
-                out.append(Chunk(doc_id=doc_id, index=i, source=source, title=title, text=piece))
-        return out
+        splitter = self.text_splitter()
+        return [chunk for doc in self.documents() for chunk in split(doc, splitter)]
 
     def fingerprint(self, chunks: list[Chunk], embedder: str) -> str:
-        """Content hash of the chunks and the embedding model: the index's identity."""
+        """Content hash of the chunking, the chunks and the embedding model."""
         digest = hashlib.sha256(embedder.encode())
+        digest.update(f"\0{self.splitter_label()}".encode())
         for chunk in chunks:
             digest.update(f"\0{chunk.id}\0{chunk.source}\0{chunk.text}".encode())
         return digest.hexdigest()
@@ -137,51 +198,16 @@ def _split_glob(pattern: str) -> tuple[str, str]:
     return pattern, ""
 
 
-def _title(text: str, fallback: str) -> str:
-    for line in text.splitlines():
-        if line.startswith("# "):
-            return line[2:].strip()
-    return fallback
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if root in path.parents else str(path)
 
 
-def split_text(text: str, size: int, overlap: int) -> list[str]:
-    """Pack paragraphs into chunks of at most ``size`` characters.
-
-    Each chunk after the first starts with the last ``overlap`` characters (whole words) of
-    the one before, so a sentence cut at a boundary is found from both sides.
-    """
-    if not 0 <= overlap <= size // 2:
-        raise ValueError(f"overlap must be between 0 and size // 2, not {overlap}")
-    step = size - overlap - 2 if overlap else size  # a carried tail and its separator fit
-    pieces: list[str] = []
-    for para in (p.strip() for p in text.split("\n\n")):
-        while len(para) > step:
-            cut = para.rfind(" ", 0, step)
-            cut = cut if cut > step // 2 else step
-            pieces.append(para[:cut].strip())
-            para = para[cut:].strip()
-        if para:
-            pieces.append(para)
-    chunks: list[str] = []
-    current = ""
-    for piece in pieces:
-        if current and len(current) + 2 + len(piece) > size:
-            chunks.append(current)
-            tail = _tail(current, overlap)
-            current = f"{tail}\n\n{piece}" if tail else piece
-        else:
-            current = f"{current}\n\n{piece}" if current else piece
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def _tail(text: str, limit: int) -> str:
-    """The last whole words of ``text`` that fit in ``limit`` characters."""
-    if limit <= 0:
-        return ""
-    tail = text[-limit:]
-    return tail[tail.find(" ") + 1 :] if len(text) > limit and " " in tail else tail
+def _doc_id(source: str, root: Path) -> str:
+    """A loader document's id: its source path relative to the project, without suffix."""
+    path = Path(source)
+    if path.is_absolute() and root in path.resolve().parents:
+        path = path.resolve().relative_to(root)
+    return path.with_suffix("").as_posix() if path.suffix else source
 
 
 def format_context(docs: list[Any]) -> str:

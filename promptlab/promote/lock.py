@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from promptlab.config import Promotion, Settings
 from promptlab.declare.flow import Flow
@@ -23,9 +23,18 @@ from promptlab.errors import UserError
 from promptlab.eval.suite import Suite
 from promptlab.hashing import file_hash
 from promptlab.promote.tools import tool_hashes
+from promptlab.rag.stores import store_kind
 
 LOCK_NAME = "promptlab.lock.json"
-PACKAGES = ("promptlab", "pydantic", "langchain-core", "langchain-openai", "langchain-ollama")
+PACKAGES = (
+    "promptlab",
+    "pydantic",
+    "langchain-core",
+    "langchain-openai",
+    "langchain-ollama",
+    "lancedb",
+    "chromadb",
+)
 
 
 class VllmArgs(BaseModel):
@@ -98,6 +107,8 @@ class Lock(BaseModel):
     margins: dict[str, float]
     versions: dict[str, str]
     hashes: dict[str, str]
+    # retriever name -> where its chunks live: "embedded", "chroma" (a server), or "custom"
+    retrievers: dict[str, str] = Field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -257,6 +268,7 @@ def build_lock(
         margins=margins,
         versions=package_versions() | server_versions,
         hashes=hashes,
+        retrievers={r.name: store_kind(r.store) for r in flow.retrievers},
     )
 
 

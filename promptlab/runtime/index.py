@@ -1,30 +1,58 @@
-"""Vector indexes for retrievers: built once per corpus and embedding model, persisted locally."""
+"""Vector indexes for retrievers: kept in step with the documents, incrementally.
+
+Opening an index compares each document's content hash with the one recorded when it was
+last indexed: only new or changed documents are read, chunked and handed to LangChain's
+``aindex`` (which embeds only chunks it has not seen), and the chunks of removed documents
+are deleted. Records live in a sqlite file next to the embedded store; a file lock keeps
+several processes (``promptlab serve --workers``) from indexing the same corpus at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
+from langchain_core.vectorstores import VectorStore
 
 from promptlab.declare.retriever import Chunk, Retriever
+from promptlab.rag.corpus import SourceDoc, split
+from promptlab.rag.filelock import file_lock
+from promptlab.rag.records import SQLiteRecordManager
+from promptlab.rag.stores import open_store
 from promptlab.runtime.result import RetrievedDoc
 
-_BATCH = 64
+_BATCH = 256
+_KEYS = uuid.UUID("5f1e0c1a-3c7d-4e8b-9a53-7d0c2f6b8e11")
+
+
+@dataclass(frozen=True)
+class Sync:
+    """What bringing an index up to date did."""
+
+    added: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    documents_read: int = 0
 
 
 class Index:
     """A retriever's chunks in a vector store, searchable by text."""
 
-    def __init__(self, retriever: Retriever, store: VectorStore) -> None:
+    def __init__(self, retriever: Retriever, store: VectorStore, sync: Sync = Sync()) -> None:
         self.retriever = retriever
         self.store = store
+        self.sync = sync
 
     async def search(self, query: str) -> list[RetrievedDoc]:
-        """The top-k chunks for ``query``, best first."""
-        hits = await self.store.asimilarity_search_with_score(query, k=self.retriever.top_k)
+        """The top-k chunks for ``query``, best first (the store searches off the event loop)."""
+        hits = await asyncio.to_thread(_search, self.store, query, self.retriever.top_k)
         return [
             RetrievedDoc(
                 id=doc.metadata["doc_id"],
@@ -38,10 +66,17 @@ class Index:
         ]
 
 
+def _search(store: VectorStore, query: str, k: int) -> list[tuple[Document, float]]:
+    """Relevance scores (higher is better) where the store defines them, else its own."""
+    try:
+        return store.similarity_search_with_relevance_scores(query, k=k)
+    except NotImplementedError:
+        return store.similarity_search_with_score(query, k=k)
+
+
 def _documents(chunks: list[Chunk]) -> list[Document]:
     return [
         Document(
-            id=c.id,
             page_content=c.text,
             metadata={"doc_id": c.doc_id, "chunk_id": c.id, "source": c.source, "title": c.title},
         )
@@ -49,38 +84,99 @@ def _documents(chunks: list[Chunk]) -> list[Document]:
     ]
 
 
-_locks: dict[str, asyncio.Lock] = {}
+def chunk_key(doc: Document) -> str:
+    """A chunk's id in the store and the records: a UUID derived from its text and metadata."""
+    payload = json.dumps([doc.page_content, doc.metadata], sort_keys=True)
+    return str(uuid.uuid5(_KEYS, hashlib.sha256(payload.encode()).hexdigest()))
+
+
+def namespace(retriever: Retriever, embedder: str) -> str:
+    """The index's identity: retriever, embedding model and chunking."""
+    label = hashlib.sha256(f"{embedder}\0{retriever.splitter_label()}".encode()).hexdigest()
+    return f"{retriever.name}-{label[:16]}"
 
 
 async def open_index(
     retriever: Retriever, embeddings: Embeddings, embedder: str, state_dir: Path
 ) -> Index:
-    """The retriever's index: loaded from ``state_dir`` if this corpus was embedded already.
+    """The retriever's index, brought up to date with its documents.
 
-    The file name carries a hash of the chunks and the embedding model, so an edited
-    document or a different embedding model builds a fresh index.
+    A document whose content hash is recorded is not read again; a changed one is re-chunked
+    and only its new chunks are embedded; a removed one's chunks are deleted from the store.
     """
-    chunks = retriever.chunks()
-    fingerprint = retriever.fingerprint(chunks, embedder)
-    if retriever.store is not None:
-        store = retriever.store(embeddings)
-        await _add(store, chunks)
-        return Index(retriever, store)
-    path = state_dir / "index" / f"{retriever.name}-{fingerprint[:16]}.json"
-    async with _locks.setdefault(str(path), asyncio.Lock()):
-        if path.exists():
-            return Index(retriever, InMemoryVectorStore.load(str(path), embeddings))
-        memory = InMemoryVectorStore(embeddings)
-        await _add(memory, chunks)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        memory.dump(str(tmp))
-        tmp.replace(path)
-        return Index(retriever, memory)
+    name = namespace(retriever, embedder)
+    folder = state_dir / "index"
+    records = SQLiteRecordManager(name, folder / "records.db")
+    async with file_lock(folder / f"{name}.lock"):
+        store = await asyncio.to_thread(open_store, retriever, embeddings, name, folder)
+        await asyncio.to_thread(records.create_schema)
+        await asyncio.to_thread(_forget_if_lost, store, records)
+        sync = await _sync(retriever, store, records)
+        optimize = getattr(store, "optimize", None)
+        if callable(optimize) and (sync.added or sync.deleted):
+            await asyncio.to_thread(optimize)
+    return Index(retriever, store, sync)
 
 
-async def _add(store: VectorStore, chunks: list[Chunk]) -> None:
-    docs = _documents(chunks)
-    for start in range(0, len(docs), _BATCH):
-        batch = docs[start : start + _BATCH]
-        await store.aadd_documents(batch, ids=[d.id for d in batch])
+def _forget_if_lost(store: VectorStore, records: SQLiteRecordManager) -> None:
+    """Start over when the store lost what the records say it holds (e.g. an in-memory one)."""
+    keys = records.list_keys(limit=1)
+    if not keys:
+        return
+    try:
+        found = store.get_by_ids(keys)
+    except NotImplementedError:
+        return
+    if not found:
+        records.clear()
+
+
+async def _sync(retriever: Retriever, store: VectorStore, records: SQLiteRecordManager) -> Sync:
+    from langchain_core.indexing import aindex
+
+    docs = await asyncio.to_thread(retriever.documents)
+    known = await asyncio.to_thread(records.document_hashes)
+    changed = [d for d in docs if known.get(d.doc_id) != d.digest]
+    removed = sorted(set(known) - {d.doc_id for d in docs})
+    added = skipped = deleted = 0
+    if changed:
+        splitter = await asyncio.to_thread(retriever.text_splitter)
+        chunks = await asyncio.to_thread(_split_all, changed, splitter)
+        result = await aindex(
+            _documents(chunks),
+            records,
+            store,
+            batch_size=_BATCH,
+            cleanup="scoped_full",
+            source_id_key="doc_id",
+            key_encoder=chunk_key,
+        )
+        added, skipped, deleted = (
+            result["num_added"],
+            result["num_skipped"],
+            result["num_deleted"],
+        )
+        # a changed document with no chunks left: its old chunks go too
+        empty = sorted({d.doc_id for d in changed} - {c.doc_id for c in chunks})
+        deleted += await _delete_documents(store, records, empty)
+    deleted += await _delete_documents(store, records, removed)
+    await asyncio.to_thread(
+        records.set_document_hashes, {d.doc_id: d.digest for d in changed}, removed
+    )
+    return Sync(added, deleted, skipped, len(changed))
+
+
+def _split_all(docs: list[SourceDoc], splitter: Any) -> list[Chunk]:
+    return [chunk for doc in docs for chunk in split(doc, splitter)]
+
+
+async def _delete_documents(
+    store: VectorStore, records: SQLiteRecordManager, doc_ids: list[str]
+) -> int:
+    if not doc_ids:
+        return 0
+    keys = await records.alist_keys(group_ids=doc_ids)
+    if keys:
+        await asyncio.to_thread(store.delete, keys)
+        await records.adelete_keys(keys)
+    return len(keys)

@@ -5,7 +5,8 @@
   serving the same GGUF through llama.cpp;
 - vLLM (CPU) serving the chat model and, on a second server, the embedding model
   (``PROMPTLAB_TEST_VLLM_URL`` / ``PROMPTLAB_TEST_VLLM_EMBED_URL`` point at running ones);
-- MLflow: a sqlite tracking store in a temporary folder.
+- MLflow: a sqlite tracking store in a temporary folder;
+- Chroma: the vector database server (``chroma run``) for retrievers with a server store.
 
 Nothing is skipped: a missing model or venv fails with the command that fixes it.
 """
@@ -25,7 +26,16 @@ from pathlib import Path
 import pytest
 
 from tests.ollama_server.launch import start_server
-from tests.servers import CHAT_GGUF, CHAT_HF, EMBED_DIR, REPO, require, start_vllm, vllm_health
+from tests.servers import (
+    CHAT_GGUF,
+    CHAT_HF,
+    EMBED_DIR,
+    REPO,
+    require,
+    start_chroma,
+    start_vllm,
+    vllm_health,
+)
 
 OLLAMA_MODELS = ("smollm2:135m", "all-minilm")
 
@@ -93,6 +103,16 @@ def vllm() -> Iterator[VLLM]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Chroma server for the session, as ``chroma://127.0.0.1:PORT``."""
+    server = start_chroma(tmp_path_factory.mktemp("chroma"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ def test_support_bot_retrieves_calls_a_tool_and_answers(tmp_path: Path) -> None:
     [tool_call] = result.tool_calls
     assert tool_call.tool == "order_status"
     assert json.loads(tool_call.result or "")["status"] == "shipped"
-    assert list(tmp_path.glob("index/articles-*.json"))
+    assert list(tmp_path.glob("index/lance/articles-*.lance"))
 
 
 def test_chat_passes_the_message_through(tmp_path: Path) -> None:

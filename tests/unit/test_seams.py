@@ -21,6 +21,8 @@ KIND_MODULES = {f"promptlab.backends.{k}" for k in KINDS}
 # config.py declares profiles, whose kind is data (the OLLAMA_HOST override reads it); it
 # holds no backend.
 EXEMPT = {"config.py"}
+# The deployment renderers write the flags and probes of the servers they deploy.
+EXEMPT_FOLDERS = {"promote/deploy"}
 # Words of the model servers' APIs (promptlab's own OpenAI-compatible server reads
 # ``stream_options`` from its clients: that is serving the API, not calling a server).
 WIRE_WORDS = ("/api/", "/tokenize", "/detokenize", "prompt_eval_count", "num_ctx", "num_predict")
@@ -116,7 +118,9 @@ def callers(package: Path = PACKAGE) -> list[Path]:
     return sorted(
         p
         for p in package.rglob("*.py")
-        if "backends" not in p.relative_to(package).parts[:1] and p.name not in EXEMPT
+        if "backends" not in p.relative_to(package).parts[:1]
+        and p.name not in EXEMPT
+        and str(p.parent.relative_to(package)) not in EXEMPT_FOLDERS
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from promptlab.errors import UserError
+from promptlab.promote.deploy import vectors
 from promptlab.promote.deploy.plan import (
     FLOW_PORT,
     MLFLOW_PORT,
@@ -81,9 +82,12 @@ def _flow_service(plan: Plan) -> dict[str, Any]:
         "PROMPTLAB_TRACKING_URI": f"http://mlflow:{MLFLOW_PORT}",
         "VLLM_API_KEY": "${VLLM_API_KEY:?set VLLM_API_KEY in secrets.env}",
         "PROMPTLAB_API_KEYS": "${PROMPTLAB_API_KEYS:?set PROMPTLAB_API_KEYS in secrets.env}",
+        **vectors.store_env(plan, vectors.CHROMA_SERVICE),
     }
     depends = {s.service: {"condition": "service_healthy"} for s in plan.servers}
     depends["mlflow"] = {"condition": "service_healthy"}
+    if vectors.chroma_retrievers(plan):
+        depends[vectors.CHROMA_SERVICE] = {"condition": "service_started"}
     return {
         "image": plan.flow_image,
         "build": {"context": ROOT_FROM_FOLDER, "dockerfile": f"{plan.folder}/Dockerfile"},
@@ -140,6 +144,9 @@ def render_compose(plan: Plan) -> str:
     services["flow"] = _flow_service(plan)
     services["mlflow"] = _mlflow_service(plan)
     volumes: dict[str, Any] = {"mlflow": {}}
+    if vectors.chroma_retrievers(plan):
+        services[vectors.CHROMA_SERVICE] = vectors.compose_service(plan)
+        volumes["chroma"] = {}
     if any(not s.model_mount for s in plan.servers):
         volumes["hf-cache"] = {}
     doc = {"name": f"promptlab-{plan.name}", "services": services, "volumes": volumes}
@@ -186,7 +193,7 @@ def render_dockerfile(plan: Plan) -> str:
         "# promptlab itself, from the same source the promotion measured",
         "COPY pyproject.toml README.md ./",
         "COPY promptlab/ promptlab/",
-        f'RUN pip install ".[{EXTRAS}]"',
+        f'RUN pip install ".[{EXTRAS}{vectors.extras(plan)}]"',
         "COPY promptlab.toml ./",
     ]
     loose = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from promptlab.promote.deploy import vectors
 from promptlab.promote.deploy.plan import (
     FLOW_PORT,
     MODELS_MOUNT,
@@ -138,7 +139,8 @@ def flow_objects(plan: Plan) -> list[dict[str, Any]]:
     """The flow server: its Deployment (pointed at the vLLM Services) and Service."""
     name = f"{plan.name}-flow"
     urls = {s.service: f"http://{vllm_name(plan, s)}:{VLLM_PORT}/v1" for s in plan.servers}
-    env = [{"name": k, "value": v} for k, v in plan.backend_env(urls).items()]
+    store = vectors.store_env(plan, f"{plan.name}-{vectors.CHROMA_SERVICE}")
+    env = [{"name": k, "value": v} for k, v in (plan.backend_env(urls) | store).items()]
     env += [
         _secret_env(plan, "VLLM_API_KEY", SECRET_VLLM_KEY),
         _secret_env(plan, "PROMPTLAB_API_KEYS", SECRET_FLOW_KEYS),
@@ -196,6 +198,10 @@ def render_k8s(plan: Plan) -> dict[str, str]:
         head = plan.header(f"vLLM server '{server.args.logical}'")
         out[f"k8s/{server.service}.yaml"] = head + dump_all(vllm_objects(plan, server))
     out["k8s/flow-server.yaml"] = plan.header("The flow server") + dump_all(flow_objects(plan))
+    if vectors.chroma_retrievers(plan):
+        name = f"{plan.name}-{vectors.CHROMA_SERVICE}"
+        chroma = vectors.k8s_objects(plan, _labels(plan, name, "vector-db"))
+        out["k8s/chroma.yaml"] = plan.header("The Chroma vector database") + dump_all(chroma)
     if any(s.model_mount for s in plan.servers):
         note = (
             "# Needs a storage class with ReadWriteMany (NFS, CephFS, EFS, Filestore...). Copy\n"

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from promptlab import Retriever
-from promptlab.declare.retriever import split_text
 from promptlab.errors import DeclarationError
 
 
@@ -65,7 +64,7 @@ def test_sources_are_relative_to_the_declaring_folder(project: Path, kb: Path) -
 
 def test_no_matching_document_is_a_declaration_error_naming_the_sources(project: Path) -> None:
     retriever = Retriever(name="kb", sources=["docs/*.md"], base_dir=project)
-    with pytest.raises(DeclarationError, match=r"no \.md/\.txt file matches \['docs/\*\.md'\]"):
+    with pytest.raises(DeclarationError, match=r"file matches \['docs/\*\.md'\]"):
         retriever.files()
 
 
@@ -148,7 +147,7 @@ def test_chunk_indexes_count_up_within_each_document(project: Path) -> None:
     docs.mkdir()
     (docs / "long.md").write_text("\n\n".join(f"Paragraph {i} " + "word " * 30 for i in range(10)))
     retriever = Retriever(
-        name="kb", sources=["docs/*.md"], chunk_size=200, chunk_overlap=0, base_dir=project
+        name="kb", sources=["docs/*.md"], chunk_size=50, chunk_overlap=0, base_dir=project
     )
     chunks = retriever.chunks()
     assert len(chunks) > 3
@@ -172,65 +171,101 @@ def test_query_variables() -> None:
     ]
 
 
-PARAGRAPHS = [
-    f"Paragraph {i:02d} says " + " ".join(f"w{i}x{j}" for j in range(8)) for i in range(30)
-]
-TEXT = "\n\n".join(PARAGRAPHS)
+SECTIONS = "\n\n".join(
+    f"## Section {i}\n\n"
+    + "\n\n".join(
+        f"Paragraph {i}.{j} says " + " ".join(f"w{i}x{j}x{k}" for k in range(12)) for j in range(3)
+    )
+    for i in range(8)
+)
 
 
 def words(text: str) -> list[str]:
     return re.findall(r"\S+", text)
 
 
-@pytest.mark.parametrize(("size", "overlap"), [(150, 0), (200, 50), (400, 100), (1000, 100)])
-def test_chunks_fit_the_size_and_lose_no_text(size: int, overlap: int) -> None:
-    chunks = split_text(TEXT, size, overlap)
-    assert all(len(c) <= size for c in chunks)
-    # every word of the text appears, in order, once overlaps are removed
-    seen: list[str] = []
-    for chunk in chunks:
-        chunk_words = words(chunk)
-        shared = next(
-            (
-                k
-                for k in range(min(len(chunk_words), len(seen)), 0, -1)
-                if seen[-k:] == chunk_words[:k]
-            ),
-            0,
-        )
-        seen += chunk_words[shared:]
-    assert seen == words(TEXT)
+def chunk_texts(project: Path, text: str, **kw: object) -> list[str]:
+    (project / "doc.md").write_text(text)
+    retriever = Retriever(name="kb", sources=["doc.md"], base_dir=project, **kw)  # type: ignore[arg-type]
+    return [c.text for c in retriever.chunks()]
 
 
-def test_neighbouring_chunks_share_at_most_overlap_characters() -> None:
-    chunks = split_text(TEXT, 200, 50)
-    assert len(chunks) > 5
-    for before, after in pairwise(chunks):
-        head = after.split("\n\n")[0]
-        assert before.endswith(head), (before, after)
-        assert 0 < len(head) <= 50
+@pytest.fixture
+def tokenizer_dir(project: Path) -> Path:
+    """A word-level tokenizer (one token per word, plus [CLS] and [SEP]) in a model folder."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from tokenizers.processors import TemplateProcessing
+
+    folder = project / "models" / "embedder"
+    folder.mkdir(parents=True)
+    vocab = {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2}
+    tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = Whitespace()
+    tok.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)]
+    )
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 64}')
+    return folder
 
 
-def test_without_overlap_chunks_share_nothing() -> None:
-    chunks = split_text(TEXT, 200, 0)
-    for before, after in pairwise(chunks):
-        assert not before.endswith(after.split("\n\n")[0])
+def test_chunks_never_exceed_the_embedders_tokens(project: Path, tokenizer_dir: Path) -> None:
+    from tokenizers import Tokenizer
+
+    (project / "promptlab.toml").write_text(
+        '[backends.local]\nkind = "llamacpp"\nmodels.embed = { path = "models/embedder" }\n'
+    )
+    texts = chunk_texts(project, SECTIONS)
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    counts = [len(tok.encode(t).ids) for t in texts]
+    assert max(counts) <= 64  # the model folder's max_seq_length is the default size
+    assert max(counts) > 40  # and chunks are packed up to it
 
 
-def test_a_paragraph_longer_than_the_chunk_size_is_cut_between_words() -> None:
-    paragraph = " ".join(f"word{i:03d}" for i in range(100))  # 799 characters
-    chunks = split_text(paragraph, 200, 0)
-    assert len(chunks) == 4
-    assert all(len(c) <= 200 for c in chunks)
-    assert all(re.fullmatch(r"(word\d{3} ?)+", c) for c in chunks)
-    assert " ".join(chunks) == paragraph
+def test_a_chunk_size_above_what_the_embedder_reads_is_refused(
+    project: Path, tokenizer_dir: Path
+) -> None:
+    retriever = Retriever(
+        name="kb", sources=["doc.md"], chunk_size=100, tokenizer=tokenizer_dir, base_dir=project
+    )
+    (project / "doc.md").write_text("hello")
+    with pytest.raises(DeclarationError, match=r"more than the embedding model reads \(64"):
+        retriever.chunks()
 
 
-def test_a_long_paragraph_keeps_the_overlap_between_its_chunks() -> None:
-    paragraph = " ".join(f"word{i:03d}" for i in range(100))
-    chunks = split_text(paragraph, 200, 50)
-    for before, after in pairwise(chunks):
+def test_chunks_start_at_headings_and_lose_no_text(project: Path) -> None:
+    texts = chunk_texts(project, SECTIONS, chunk_size=60, chunk_overlap=0)
+    assert len(texts) > 8
+    assert all(t.startswith(("## Section", "Paragraph")) for t in texts)
+    assert words("\n".join(texts)) == words(SECTIONS)
+
+
+def test_neighbouring_chunks_of_a_long_paragraph_overlap(project: Path) -> None:
+    paragraph = " ".join(f"word{i:03d}" for i in range(300))
+    texts = chunk_texts(project, paragraph, chunk_size=60, chunk_overlap=10)
+    assert len(texts) > 3
+    for before, after in pairwise(texts):
         assert words(after)[0] in words(before)
+
+
+def test_without_a_tokenizer_tokens_are_estimated_from_characters(project: Path) -> None:
+    texts = chunk_texts(project, SECTIONS, chunk_size=50, chunk_overlap=0)
+    assert all(len(t) <= 150 for t in texts)
+
+
+def test_a_langchain_splitter_replaces_the_default(project: Path) -> None:
+    from langchain_text_splitters import CharacterTextSplitter
+
+    splitter = CharacterTextSplitter(separator="\n\n", chunk_size=5, chunk_overlap=0)
+    texts = chunk_texts(project, "# A\n\nalpha\n\nbeta", splitter=splitter)
+    assert texts == ["# A", "alpha", "beta"]
+
+
+def test_an_object_that_is_no_splitter_is_refused(project: Path) -> None:
+    with pytest.raises(DeclarationError, match="TextSplitter"):
+        Retriever(name="kb", sources=["*.md"], splitter=object(), base_dir=project)
 
 
 class Hang(Exception):
@@ -273,12 +308,6 @@ def test_an_overlap_close_to_the_chunk_size_does_not_hang(project: Path, overlap
     except Hang:
         pytest.fail(f"chunking with chunk_size=100, chunk_overlap={overlap} never ends")
     assert chunks
-    assert all(len(c.text) <= 100 for c in chunks)
-
-
-def test_a_word_longer_than_the_chunk_size_is_cut_hard() -> None:
-    assert [len(c) for c in split_text("x" * 250, 100, 0)] == [100, 100, 50]
-    assert all(len(c) <= 100 for c in split_text("x" * 250, 100, 10))
 
 
 @pytest.fixture
@@ -319,4 +348,5 @@ def test_fingerprint_changes_with_the_embedding_model_and_chunking(
     (docs / "a.md").write_text("# A\n\n" + "\n\n".join("Alpha " * 20 for _ in range(10)))
     base = fingerprint(project)
     assert fingerprint(project, embedder="ollama:all-minilm") != base
-    assert fingerprint(project, chunk_size=300) != base
+    assert fingerprint(project, chunk_size=200) != base
+    assert fingerprint(project, chunk_overlap=10) != base

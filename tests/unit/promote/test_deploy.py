@@ -484,3 +484,40 @@ def test_readme_names_the_flow_version_and_commands(lock: Lock, tmp_path: Path) 
         "helm install",
     ):
         assert command in readme
+
+
+def test_a_retriever_on_the_embedded_store_needs_the_rag_extra(lock: Lock, tmp_path: Path) -> None:
+    assert lock.retrievers == {"articles": "embedded"}
+    folder = _deploy(lock, tmp_path)
+    assert 'RUN pip install ".[serve,openai,tracking,rag]"' in (folder / "Dockerfile").read_text()
+    assert "chroma" not in (folder / "docker-compose.yaml").read_text()
+
+
+def test_a_retriever_on_a_chroma_server_deploys_the_server(lock: Lock, tmp_path: Path) -> None:
+    served = lock.model_copy(
+        update={"retrievers": {"articles": "chroma"}, "versions": {"chromadb": "1.5.9"}}
+    )
+    folder = _deploy(served, tmp_path)
+    assert ".[serve,openai,tracking,rag,chroma]" in (folder / "Dockerfile").read_text()
+    compose = yaml.safe_load((folder / "docker-compose.yaml").read_text())
+    PyCompose.from_yaml((folder / "docker-compose.yaml").read_text())
+    assert compose["services"]["chroma"]["image"] == "chromadb/chroma:1.5.9"
+    flow = compose["services"]["flow"]
+    assert flow["environment"]["PROMPTLAB_RETRIEVER_ARTICLES_STORE"] == "chroma://chroma:8000"
+    assert "chroma" in flow["depends_on"]
+    objects = _k8s(folder)
+    for obj in objects:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    chroma = {
+        (o["kind"], o["metadata"]["name"]) for o in objects if "chroma" in o["metadata"]["name"]
+    }
+    assert chroma == {
+        ("Deployment", "support-bot-chroma"),
+        ("PersistentVolumeClaim", "support-bot-chroma"),
+        ("Service", "support-bot-chroma"),
+    }
+    env = {
+        e["name"]: e.get("value")
+        for e in _container(_objects(folder, "Deployment")["support-bot-flow"])["env"]
+    }
+    assert env["PROMPTLAB_RETRIEVER_ARTICLES_STORE"] == "chroma://support-bot-chroma:8000"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +18,7 @@ from promptlab.errors import (
     OutputValidationError,
 )
 from promptlab.runtime.executor import Executor
-from promptlab.testing import FakeBackend
+from promptlab.testing import FakeBackend, FakeEmbeddings
 
 
 class Ticket(BaseModel):
@@ -221,13 +220,15 @@ def kb(project: Path) -> Path:
     return folder
 
 
-def rag_flow(project: Path, top_k: int = 2) -> Flow:
+def rag_flow(project: Path, top_k: int = 2, store: Any = None) -> Flow:
     return Flow(
         name="rag",
         description="Answer from the help centre.",
         input=Question,
         steps=[
-            Retriever(name="articles", sources=["kb/*.md"], top_k=top_k, base_dir=project),
+            Retriever(
+                name="articles", sources=["kb/*.md"], top_k=top_k, store=store, base_dir=project
+            ),
             Prompt(name="answer", system="Articles:\n{articles}", user="{question}"),
         ],
         base_dir=project,
@@ -276,34 +277,93 @@ def test_the_retrieval_span_records_the_query_and_the_documents(project: Path, k
     assert [d["id"] for d in span.outputs] == ["descaling"]
 
 
+def lance_rows(state: Path) -> int:
+    from promptlab.rag.lance import LanceStore
+
+    [table] = [p.stem for p in (state / "index" / "lance").glob("*.lance")]
+    return LanceStore(state / "index" / "lance", table, FakeEmbeddings()).count()
+
+
 def test_the_index_is_persisted_under_the_state_dir_and_reused(project: Path, kb: Path) -> None:
     state = project / ".promptlab"
     first = FakeBackend(script=["a"])
     run(rag_flow(project), first, {"question": "refund"}, state)
     assert first.embedder.documents_embedded == len(KB)
-    files = list((state / "index").glob("articles-*.json"))
-    assert len(files) == 1
-    stored = json.loads(files[0].read_text())
-    assert len(stored) == len(KB)
+    assert lance_rows(state) == len(KB)
 
     second = FakeBackend(script=["b"])
     result = run(rag_flow(project), second, {"question": "refund"}, state)
     assert second.embedder.documents_embedded == 0  # loaded, not re-embedded
     assert second.embedder.queries_embedded == 1
     assert result.retrieved[0].id == "refund-policy"
-    assert list((state / "index").glob("articles-*.json")) == files
+    assert lance_rows(state) == len(KB)
 
 
-def test_an_edited_document_builds_a_fresh_index(project: Path, kb: Path) -> None:
+def test_an_edited_document_re_embeds_only_its_own_chunks(project: Path, kb: Path) -> None:
     state = project / ".promptlab"
     run(rag_flow(project), FakeBackend(script=["a"]), {"question": "refund"}, state)
     (kb / "descaling.md").write_text("# Descaling\n\nDescale with vinegar, then rinse twice.\n")
     again = FakeBackend(script=["b"])
     result = run(rag_flow(project, top_k=1), again, {"question": "vinegar rinse"}, state)
-    assert again.embedder.documents_embedded == len(KB)
-    assert len(list((state / "index").glob("articles-*.json"))) == 2
+    assert again.embedder.documents_embedded == 1
+    assert lance_rows(state) == len(KB)  # the old descaling chunk is gone
     assert result.retrieved[0].id == "descaling"
     assert "vinegar" in result.retrieved[0].text
+
+
+def test_a_deleted_document_leaves_the_index(project: Path, kb: Path) -> None:
+    state = project / ".promptlab"
+    run(rag_flow(project), FakeBackend(script=["a"]), {"question": "refund"}, state)
+    (kb / "descaling.md").unlink()
+    again = FakeBackend(script=["b"])
+    result = run(rag_flow(project, top_k=4), again, {"question": "descale kettle"}, state)
+    assert again.embedder.documents_embedded == 0
+    assert lance_rows(state) == len(KB) - 1
+    assert "descaling" not in {d.id for d in result.retrieved}
+
+
+def test_a_langchain_store_is_indexed_incrementally_too(project: Path, kb: Path) -> None:
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    stores: list[InMemoryVectorStore] = []
+
+    def store(embeddings: Any) -> InMemoryVectorStore:
+        if not stores:
+            stores.append(InMemoryVectorStore(embeddings))
+        return stores[0]
+
+    def flow() -> Flow:
+        return rag_flow(project, store=store)
+
+    state = project / ".promptlab"
+    first = FakeBackend(script=["a"])
+    run(flow(), first, {"question": "refund"}, state)
+    assert first.embedder.documents_embedded == len(KB)
+    assert all(len(doc_id) == 36 for doc_id in stores[0].store)  # UUIDs, not doc#0
+    run(flow(), FakeBackend(script=["b"]), {"question": "refund"}, state)
+    assert first.embedder.documents_embedded == len(KB)  # the store embeds with the first's
+    (kb / "descaling.md").unlink()
+    (kb / "wifi-pairing.md").write_text("# Wi-Fi pairing\n\nHold the button for 9 seconds.\n")
+    third = FakeBackend(script=["c"])
+    result = run(rag_flow(project, 1, store), third, {"question": "pair wifi button"}, state)
+    assert result.error is None
+    assert first.embedder.documents_embedded == len(KB) + 1
+    assert len(stores[0].store) == len(KB) - 1
+    assert "9 seconds" in result.retrieved[0].text
+
+
+def test_a_store_that_lost_its_chunks_is_filled_again(project: Path, kb: Path) -> None:
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    def flow() -> Flow:
+        return rag_flow(project, store=InMemoryVectorStore)
+
+    state = project / ".promptlab"
+    run(flow(), FakeBackend(script=["a"]), {"question": "refund"}, state)
+    again = FakeBackend(script=["b"])
+    result = run(flow(), again, {"question": "refund"}, state)  # a new, empty store
+    assert again.embedder.documents_embedded == len(KB)
+    assert result.retrieved[0].id == "refund-policy"
 
 
 def test_embedding_errors_are_translated(project: Path, kb: Path) -> None:
