@@ -86,6 +86,35 @@ class ChatClient(ABC):
         """Close the connection pool."""
 
 
+class PooledChatClient(ChatClient):
+    """A chat client over one ``httpx.AsyncClient`` for ``site``, made on first use.
+
+    The pool is created lazily so that it belongs to the event loop that calls it.
+    """
+
+    path: str = ""  # the endpoint under the site's URL
+
+    def __init__(
+        self, site: Site, pool: int | None = None, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.site = site
+        self.pool = pool
+        self.endpoint = f"{site.url.rstrip('/')}{self.path}"
+        self._client = client
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The connection pool (created in the calling event loop on first use)."""
+        if self._client is None:
+            self._client = pooled(self.site, self.pool)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client.aclose()
+
+
 def pooled(site: Site, pool: int | None) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` for ``site`` with ``pool`` connections (None: unbounded)."""
     limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
@@ -101,6 +130,7 @@ __all__ = [
     "ChatClient",
     "Message",
     "OnText",
+    "PooledChatClient",
     "Reply",
     "Site",
     "as_messages",

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from promptlab.backends._http import get_json, post_json
-from promptlab.backends.wire import ChatClient, Message, OnText, Reply, Site, pooled
+from promptlab.backends.wire import Message, OnText, PooledChatClient, Reply, Site
 from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
@@ -120,8 +120,10 @@ def status_error(site: Site, status: int, text: str) -> PromptlabError:
     return BackendHTTPError(f"{site.server} at {site.url} answered {status}: {text}", status)
 
 
-class OllamaChatClient(ChatClient):
+class OllamaChatClient(PooledChatClient):
     """``POST /api/chat`` over one pooled ``httpx.AsyncClient``."""
+
+    path = "/api/chat"
 
     def __init__(
         self,
@@ -131,19 +133,9 @@ class OllamaChatClient(ChatClient):
         pool: int | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.site = site
+        super().__init__(site, pool, client)
         self.opts = opts
         self.json_schema = json_schema
-        self.endpoint = f"{site.url.rstrip('/')}/api/chat"
-        self.pool = pool
-        self._client = client
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The connection pool (created in the calling event loop on first use)."""
-        if self._client is None:
-            self._client = pooled(self.site, self.pool)
-        return self._client
 
     async def chat(self, messages: Sequence[Message], on_text: OnText | None = None) -> Reply:
         """One call; Ollama streams NDJSON when asked to."""
@@ -163,11 +155,6 @@ class OllamaChatClient(ChatClient):
                 return await parse_stream(response.aiter_lines(), on_text, self.site)
         except httpx.HTTPError as exc:
             raise self.site.transport_error(exc) from exc
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        if self._client is not None:
-            await self._client.aclose()
 
 
 def _text(response: httpx.Response) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from promptlab.backends._http import get_json
-from promptlab.backends.wire import ChatClient, Message, OnText, Reply, Site, pooled
+from promptlab.backends.wire import Message, OnText, PooledChatClient, Reply, Site
 from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
@@ -153,8 +153,10 @@ async def status_error(
     )
 
 
-class OpenAIChatClient(ChatClient):
+class OpenAIChatClient(PooledChatClient):
     """``POST /chat/completions`` over one pooled ``httpx.AsyncClient``."""
+
+    path = "/chat/completions"
 
     def __init__(
         self,
@@ -163,18 +165,8 @@ class OpenAIChatClient(ChatClient):
         pool: int | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.site = site
+        super().__init__(site, pool, client)
         self.fields = fields
-        self.endpoint = f"{site.url.rstrip('/')}/chat/completions"
-        self.pool = pool
-        self._client = client
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The connection pool (created in the calling event loop on first use)."""
-        if self._client is None:
-            self._client = pooled(self.site, self.pool)
-        return self._client
 
     async def chat(self, messages: Sequence[Message], on_text: OnText | None = None) -> Reply:
         """One call, streamed when ``on_text`` is given."""
@@ -206,11 +198,6 @@ class OpenAIChatClient(ChatClient):
         return await status_error(
             self.site, response.status_code, text, response.headers.get("retry-after")
         )
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        if self._client is not None:
-            await self._client.aclose()
 
 
 def _usage(usage: Any) -> tuple[int | None, int | None]:
