@@ -55,7 +55,7 @@ class Executor:
         self._models = WeakKeyDictionary()
         self._clients: WeakKeyDictionary[AbstractEventLoop, dict[Any, ChatClient | None]]
         self._clients = WeakKeyDictionary()
-        self._indexes: WeakKeyDictionary[AbstractEventLoop, dict[str, Index]]
+        self._indexes: WeakKeyDictionary[AbstractEventLoop, dict[str, asyncio.Future[Index]]]
         self._indexes = WeakKeyDictionary()
         self._tools_native: dict[str, bool] = {}
 
@@ -132,16 +132,23 @@ class Executor:
                 await client.aclose()
 
     async def index(self, retriever: Retriever) -> Index:
-        """The retriever's vector index, opened (or built) on first use."""
+        """The retriever's vector index, opened (or built) once: concurrent runs share it."""
         indexes = self._indexes.setdefault(asyncio.get_running_loop(), {})
-        index = indexes.get(retriever.name)
-        if index is None:
+        opening = indexes.get(retriever.name)
+        if opening is None:
             embeddings = self.backend.embeddings(retriever.embed)
-            index = await open_index(
-                retriever, embeddings, self.backend.describe(retriever.embed), self.state_dir
+            opening = asyncio.ensure_future(
+                open_index(
+                    retriever, embeddings, self.backend.describe(retriever.embed), self.state_dir
+                )
             )
-            indexes[retriever.name] = index
-        return index
+            indexes[retriever.name] = opening
+        try:
+            return await asyncio.shield(opening)
+        except BaseException:
+            if opening.done() and indexes.get(retriever.name) is opening:
+                del indexes[retriever.name]  # a failed open is tried again by the next run
+            raise
 
     async def native_tools(self, agent: Agent) -> bool:
         """Whether an agent uses native tool calling on this backend."""

@@ -398,3 +398,22 @@ def test_a_chunk_too_long_for_the_embedding_model_names_the_retriever_and_the_fi
     assert "retriever 'articles'" in message
     assert "600 tokens" in message
     assert "lower chunk_size" in message
+
+
+def test_many_runs_at_once_open_one_index_on_a_small_thread_pool(project: Path, kb: Path) -> None:
+    # Each run waiting for the index's file lock in a thread of its own used to take every
+    # thread of the default pool, which the run holding the lock needs to finish: a deadlock.
+    import concurrent.futures
+
+    backend = FakeBackend.replying(lambda m: "ok")
+    executor = Executor(rag_flow(project), backend, project / ".promptlab")
+
+    async def many() -> list[RunResult]:
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        )
+        runs = [executor.run({"question": f"refund {i}?"}) for i in range(16)]
+        return await asyncio.wait_for(asyncio.gather(*runs), 60)
+
+    results = asyncio.run(many())
+    assert [r.error for r in results] == [None] * 16
