@@ -130,8 +130,9 @@ class Runner:
     """Runs (case, repeat) pairs on one executor and journals each finished one.
 
     A case whose backend failure outlives its retries is journaled as an error and the run
-    goes on (one poison input cannot stop a long eval); only when ``breaker`` cases in a row
-    end that way does the run stop (EvalAborted), and a resume retries those cases.
+    goes on (one poison input cannot stop a long eval), as long as the server still answers
+    its probe; when it does not, or when ``breaker`` cases in a row end that way, the run
+    stops (EvalAborted), and a resume retries those cases.
     """
 
     executor: Executor
@@ -155,6 +156,9 @@ class Runner:
         async def one(case: Case, repeat: int) -> None:
             async with gate:
                 run, backend_failed = await self._attempt(case)
+                if backend_failed and not (await self.executor.backend.probe()).ok:
+                    # The server itself is gone, not this case: stop, and resume later.
+                    raise EvalAborted(str(run.error))
                 self._count(backend_failed, run)
                 scores = await self._score(case, run)
                 result = CaseResult.from_run(case.id, repeat, list(case.tags), run, scores)
