@@ -109,6 +109,8 @@ class Lock(BaseModel):
     hashes: dict[str, str]
     # retriever name -> where its chunks live: "embedded", "chroma" (a server), or "custom"
     retrievers: dict[str, str] = Field(default_factory=dict)
+    # project files a served flow reads besides its source: the chunkers' tokenizer files
+    runtime_files: list[str] = Field(default_factory=list)
 
     @property
     def digest(self) -> str:
@@ -269,7 +271,26 @@ def build_lock(
         versions=package_versions() | server_versions,
         hashes=hashes,
         retrievers={r.name: store_kind(r.store) for r in flow.retrievers},
+        runtime_files=_runtime_files(flow, root),
     )
+
+
+# Besides tokenizer.json, what sets a chunker's token limit (read from the same folder).
+TOKENIZER_FILES = ("tokenizer.json", "sentence_bert_config.json", "tokenizer_config.json")
+
+
+def _runtime_files(flow: Flow, root: Path) -> list[str]:
+    """The tokenizer files the retrievers chunk with: the flow server must chunk alike."""
+    files: set[str] = set()
+    for retriever in flow.retrievers:
+        tokenizer = retriever.find_tokenizer()
+        if tokenizer is None:
+            continue
+        for name in TOKENIZER_FILES:
+            path = tokenizer.path.parent / name
+            if path.is_file():
+                files.add(_relative(path, root))
+    return sorted(files)
 
 
 def _relative(path: Path, root: Path) -> str:

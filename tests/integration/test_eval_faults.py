@@ -153,16 +153,20 @@ def test_an_eval_killed_20_times_resumes_to_exactly_every_case(tmp_path: Path) -
         while kills < 20:
             before = lines_in(journal)
             proc = driver(suite, journal, "--concurrency", "16")
-            # Once the run has finished what the last one left in flight, kill it at random.
-            deadline = time.monotonic() + 60
-            while lines_in(journal) < before + 32 and proc.poll() is None:
-                assert time.monotonic() < deadline, "the driver made no progress"
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 0.3))
-            assert proc.poll() is None, "the run finished before it could be killed: add cases"
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            kills += 1
+            try:
+                # Once the run has finished what the last one left in flight, kill it at random.
+                deadline = time.monotonic() + 60
+                while lines_in(journal) < before + 32 and proc.poll() is None:
+                    assert time.monotonic() < deadline, "the driver made no progress"
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(0.0, 0.3))
+                assert proc.poll() is None, "the run finished before it was killed: add cases"
+                os.kill(proc.pid, signal.SIGKILL)
+                kills += 1
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate()  # closes its pipe
         final = driver(suite, journal, "--concurrency", "16")
         out, _ = final.communicate(timeout=600)
         sent = counts(server)

@@ -142,6 +142,8 @@ def test_the_flow_server_image_starts_from_its_dockerfile(
         if line.startswith("COPY ") and not line.startswith(("COPY pyproject", "COPY promptlab/")):
             source, target = line.split()[1:3]
             destination = app / target if target != "./" else app / Path(source).name
+            if Path(source).is_absolute():  # the tokenizer under the repository's .cache
+                destination = app / Path(source).relative_to(REPO)
             if (project / source).is_dir():
                 shutil.copytree(project / source, destination)
             else:

@@ -86,9 +86,14 @@ def test_a_malformed_upstream_answer_is_a_503(served: Server, mode: str, stream:
         assert reply.status_code == 503, reply.text
         assert reply.json()["error"]["code"] == "backend_error"
         assert reply.headers["retry-after"] == "1"
-    log = served.output(200_000)
-    lines = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
-    mine = [x for x in lines if x.get("request_id") == reply.headers["x-request-id"]]
+    rid = reply.headers["x-request-id"]
+    deadline = time.monotonic() + 5  # the server logs a request once it has answered it
+    while True:
+        lines = [json.loads(x) for x in served.output(200_000).splitlines() if x.startswith("{")]
+        mine = [x for x in lines if x.get("request_id") == rid]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(mine) == 1, mine
 
 

@@ -203,6 +203,7 @@ def render_dockerfile(plan: Plan) -> str:
     ]
     lines += [f"COPY {folder}/ {folder}/" for folder in _copied_folders(plan)]
     lines += [f"COPY {path} ./" for path in loose]
+    lines += [f"COPY {path} {path}" for path in plan.lock.runtime_files]
     lines += [
         f"COPY {plan.lock_path} {plan.lock_path}",
         f"EXPOSE {FLOW_PORT}",
@@ -215,4 +216,6 @@ def render_dockerfile(plan: Plan) -> str:
 def render_dockerignore(plan: Plan) -> str:
     """``Dockerfile.dockerignore``: keep model weights and virtualenvs out of the build context."""
     ignored = [".git", ".venv", ".cache", ".promptlab", "mlruns", "**/__pycache__", "**/*.pyc"]
+    # The tokenizer files the chunker reads (small) come back in; model weights stay out.
+    ignored += [f"!{path}" for path in plan.lock.runtime_files]
     return plan.header("Build-context exclusions") + "\n".join(ignored) + "\n"
