@@ -72,8 +72,11 @@ from promptlab.config import load_settings
 from promptlab.tracking import open_store
 
 settings = load_settings()
-experiment_id = open_store(settings)
-traces = mlflow.search_traces(locations=[experiment_id], max_results=5, return_type="list")
+open_store(settings)  # points MLflow at the project's store
+experiment = mlflow.get_experiment_by_name(settings.experiment)
+traces = mlflow.search_traces(
+    locations=[experiment.experiment_id], max_results=5, return_type="list"
+)
 print(f"latest traces in {settings.resolved_tracking_uri}:")
 for t in traces:
     tags = t.info.tags
