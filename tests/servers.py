@@ -76,11 +76,11 @@ class Server:
 
 
 def copy_project(folder: Path) -> Path:
-    """A copy of the repository's flows, suites and config; models stay in the repository."""
+    """A copy of the repository's flows, suites and config; ``.cache`` (the models) is a link."""
     for name in ("flows", "evals"):
         shutil.copytree(REPO / name, folder / name)
-    text = (REPO / "promptlab.toml").read_text().replace('".cache/', f'"{REPO}/.cache/')
-    (folder / "promptlab.toml").write_text(text)
+    shutil.copy2(REPO / "promptlab.toml", folder / "promptlab.toml")
+    (folder / ".cache").symlink_to(REPO / ".cache", target_is_directory=True)
     return folder
 
 

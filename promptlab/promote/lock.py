@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import stat
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from promptlab.config import Promotion, Settings
 from promptlab.declare.flow import Flow
-from promptlab.errors import UserError
+from promptlab.errors import FlowLoadError, UserError
 from promptlab.eval.suite import Suite
 from promptlab.hashing import file_hash
 from promptlab.promote.tools import tool_hashes
@@ -112,6 +114,16 @@ class Lock(BaseModel):
     # project files a served flow reads besides its source: the chunkers' tokenizer files
     runtime_files: list[str] = Field(default_factory=list)
 
+    @field_validator("flow_file", "suite_file")
+    @classmethod
+    def _inside(cls, path: str) -> str:
+        return project_path(path)
+
+    @field_validator("runtime_files")
+    @classmethod
+    def _all_inside(cls, paths: list[str]) -> list[str]:
+        return [project_path(p) for p in paths]
+
     @property
     def digest(self) -> str:
         """sha256 of the lock's canonical JSON."""
@@ -126,6 +138,14 @@ class Lock(BaseModel):
         """Every production server, chat models first."""
         args = [pair.prod for pair in self.models.values()]
         return sorted(args, key=lambda a: a.runner != "generate")
+
+
+def project_path(path: str) -> str:
+    """``path`` if it names a file inside the project: relative, with no ``..`` part."""
+    parts = Path(path).parts
+    if not parts or Path(path).is_absolute() or ".." in parts or "\\" in path:
+        raise ValueError(f"'{path}' is not a path inside the project")
+    return path
 
 
 def sha256_text(text: str) -> str:
@@ -155,6 +175,7 @@ def source_hashes(flow: Flow, suite: Suite, settings: Settings) -> dict[str, str
     flow_file = Path(suite.flow_ref.partition("@")[0])
     out = {
         "flow.source": file_hash(flow_file),
+        **data_hash(flow_file),
         "suite": suite.fingerprint(),
         "suite.gates": sha256_text(_canonical(_gates(suite))),
         "suite.margins": sha256_text(_canonical(suite.margins)),
@@ -171,6 +192,12 @@ def source_hashes(flow: Flow, suite: Suite, settings: Settings) -> dict[str, str
         embedder = f"{prod.kind}:{prod.model(retriever.embed).label}"
         out[f"retriever.{retriever.name}.index.prod"] = retriever.fingerprint(chunks, embedder)
     return out | tool_hashes(flow)
+
+
+def data_hash(flow_file: Path) -> dict[str, str]:
+    """The flow's ``data/`` folder beside its file, which its code may read at import."""
+    data = flow_file.parent / "data"
+    return {"flow.data": sha256_tree(data)} if data.is_dir() else {}
 
 
 def model_hashes(flow: Flow, settings: Settings) -> dict[str, str]:
@@ -294,8 +321,14 @@ def _runtime_files(flow: Flow, root: Path) -> list[str]:
 
 
 def _relative(path: Path, root: Path) -> str:
-    path = path.resolve()
-    return path.relative_to(root).as_posix() if root in path.parents else str(path)
+    """``path`` relative to the project root (reached through a link in it or not)."""
+    for candidate in (Path(os.path.abspath(path)), path.resolve()):
+        if candidate.is_relative_to(root):
+            return candidate.relative_to(root).as_posix()
+    raise UserError(
+        f"{path} is outside the project {root}: a promotion ships project files only; "
+        "move or copy it under the project"
+    )
 
 
 def lock_dir(settings: Settings, flow: str, version: str) -> Path:
@@ -322,11 +355,39 @@ def read_lock(path: Path) -> Lock:
     if path.is_dir():
         path = path / LOCK_NAME
     try:
-        return Lock.model_validate_json(path.read_text())
+        lock = Lock.model_validate_json(path.read_text())
     except FileNotFoundError:
         raise UserError(f"no lock at {path}: give a path written by `promptlab promote`") from None
-    except ValueError as exc:
-        raise UserError(f"{path} is not a promptlab lock ({exc}): re-run promote") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UserError(
+            f"{path} is not a valid promptlab lock ({where}: {first['msg']}): use the lock "
+            "`promptlab promote` wrote, or promote again"
+        ) from None
+    folder = path.parent.name
+    if re.fullmatch(r"[0-9a-f]{12}", folder) and folder != lock.version:
+        raise UserError(
+            f"{path} hashes to version {lock.version}, not {folder}, the version its folder "
+            "names: the lock was changed after promotion; restore it, or promote again"
+        )
+    return lock
+
+
+def check_flow_file(lock: Lock, root: Path) -> Path:
+    """The lock's flow file, once its bytes and data folder are the ones promoted.
+
+    Called before the file is imported: a flow is code, and only the promoted code runs.
+    """
+    path = root / lock.flow_file
+    now = {"flow.source": file_hash(path) if path.is_file() else "missing", **data_hash(path)}
+    changed = [k for k in ("flow.source", "flow.data") if now.get(k) != lock.hashes.get(k)]
+    if changed:
+        raise FlowLoadError(
+            f"{lock.flow_file} no longer matches {lock.flow} {lock.version} "
+            f"({', '.join(changed)}): revert the change, or promote again and serve the new lock"
+        )
+    return path
 
 
 class Drift(BaseModel):
@@ -365,6 +426,7 @@ __all__ = [
     "ModelPair",
     "VllmArgs",
     "build_lock",
+    "check_flow_file",
     "lock_dir",
     "read_lock",
     "verify",

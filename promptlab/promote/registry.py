@@ -15,7 +15,7 @@ from typing import Literal
 
 from promptlab.config import Settings, load_settings
 from promptlab.errors import UserError
-from promptlab.promote.lock import LOCK_NAME, Lock
+from promptlab.promote.lock import LOCK_NAME, Lock, read_lock
 from promptlab.tracking import TrackingStore, open_store
 
 
@@ -91,6 +91,18 @@ def resolve(settings: Settings, flow: str, alias: str) -> tuple[int, Path]:
     target = settings.state_dir / "registry" / flow / str(version)
     if not (target / LOCK_NAME).exists():
         store.download_version(name, version, target)
+    registered = store.version_tags(name, version).get("promptlab.lock_hash")
+    try:
+        digest = read_lock(target / LOCK_NAME).digest
+        if digest != registered:
+            raise UserError(
+                f"{name} version {version}'s lock hashes to {digest[:12]}, but the registry "
+                f"recorded {str(registered)[:12]}: the bundle was changed after promotion; "
+                "promote again, or roll the alias back"
+            )
+    except UserError:
+        shutil.rmtree(target)  # never served, and fetched afresh next time
+        raise
     return version, target / LOCK_NAME
 
 

@@ -18,7 +18,7 @@ from promptlab.backends.base import Backend
 from promptlab.config import Settings, backend_settings, load_settings
 from promptlab.declare.flow import Flow
 from promptlab.errors import ConfigError, FlowLoadError
-from promptlab.promote.lock import Lock, read_lock, verify
+from promptlab.promote.lock import Lock, check_flow_file, read_lock, verify
 from promptlab.promote.registry import pin_refs, ref_kind
 from promptlab.runtime.loader import load_flow
 
@@ -86,13 +86,18 @@ def resolve_target(refs: Sequence[str], options: BackendOptions) -> Target:
 
 
 def locked_flow(path: Path) -> tuple[Flow, Lock]:
-    """The flow a promoted lock froze, refused if its source, prompts or corpus drifted."""
+    """The flow a promoted lock froze, refused if its source, prompts or corpus drifted.
+
+    The flow file's bytes are checked against the lock before it is imported, so a changed
+    or substituted flow never runs; the rest of the lock is checked once it is loaded.
+    """
     from promptlab.eval.suite import load_suite
 
     lock = read_lock(path)
     settings = load_settings(path.resolve().parent)
+    flow_file = check_flow_file(lock, settings.root)  # before its code runs
     suite = load_suite(settings.root / lock.suite_file)
-    flow = load_flow(f"{settings.root / lock.flow_file}@{lock.flow}")
+    flow = load_flow(f"{flow_file}@{lock.flow}")
     drift, _ = verify(lock, flow, suite, settings, models=False)  # weights: vLLM's side
     changed = [d.key for d in drift if d.key.startswith(SERVED_HASHES)]
     if changed:

@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ def test_lock_hashes_everything_the_flow_depends_on(project: Path) -> None:
     keys = set(lock.hashes)
     for key in (
         "flow.source",
+        "flow.data",
         "suite",
         "suite.gates",
         "prompt.support_reply.text",
@@ -127,3 +129,33 @@ def test_tools_and_the_tool_template_are_locked(project: Path) -> None:
     drift, _ = verify(lock, load_flow(suite.flow_ref), suite, settings)
     keys = {d.key for d in drift}
     assert {"agent.reply.tools", "model.chat.prod.chat_template"} <= keys
+
+
+@pytest.mark.parametrize("path", ["/etc/flows/bot.py", "../elsewhere/bot.py", "flows/../../x.py"])
+def test_a_lock_naming_a_file_outside_the_project_is_refused(project: Path, path: str) -> None:
+    lock, *_ = _lock(project)
+    tampered = project / "tampered" / "promptlab.lock.json"
+    tampered.parent.mkdir()
+    tampered.write_text(lock.model_copy(update={"flow_file": path}).model_dump_json())
+    with pytest.raises(UserError, match=r"flow_file: .*not a path inside the project.*promote"):
+        read_lock(tampered)
+
+
+def test_a_lock_whose_folder_names_another_version_is_refused(project: Path) -> None:
+    lock, *_ = _lock(project)
+    folder = project / "deploy" / "support_bot" / ("0" * 12)
+    write_lock(lock.model_copy(update={"margins": {"default": 0.5}}), folder)
+    with pytest.raises(UserError, match=f"not {'0' * 12}, the version its folder names"):
+        read_lock(folder)
+
+
+def test_a_flow_file_outside_the_project_cannot_be_promoted(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside") / "flows"
+    shutil.copytree(project / "flows", outside)
+    suite = project / "evals" / "support_bot.yaml"
+    flow = str(outside / "support_bot.py")
+    suite.write_text(suite.read_text().replace("../flows/support_bot.py", flow))
+    with pytest.raises(UserError, match=r"support_bot\.py is outside the project .*move or copy"):
+        _lock(project)

@@ -69,11 +69,11 @@ def test_a_lock_serves_without_the_model_weights(project: Path) -> None:
     assert "support_bot" in resolve_target([str(lock_path)], BackendOptions()).flows
 
 
-def test_a_drifted_prompt_is_refused(project: Path) -> None:
+def test_a_drifted_prompt_is_refused_before_its_file_runs(project: Path) -> None:
     _, lock_path = _promoted(project)
     source = project / "flows" / "support_bot.py"
     source.write_text(source.read_text().replace("assistant of Nimbus", "assistant of Nimbuz"))
-    with pytest.raises(FlowLoadError, match=r"prompt\.support_reply\.text.*promote again"):
+    with pytest.raises(FlowLoadError, match=r"no longer.*flow\.source.*promote again"):
         resolve_target([str(lock_path)], BackendOptions())
 
 
@@ -124,3 +124,60 @@ def test_a_registered_flow_resolves_through_its_alias_and_rolls_back(
         pin_refs(["support_bot@production"])
     assert main(["promote", "--rollback", "support_bot"]) == 2  # version 1 was the first
     assert "nothing to roll back to" in capsys.readouterr().err
+
+
+EVIL = "from pathlib import Path\n\nPath(__file__).with_name('ran.marker').write_text('ran')\n"
+
+
+@pytest.mark.parametrize("tamper", ["a changed byte", "flow_file elsewhere", "digest != tag"])
+def test_a_tampered_registry_bundle_is_refused_before_any_flow_code_runs(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, tamper: str
+) -> None:
+    from promptlab.promote.registry import log_bundle, registered_name
+    from promptlab.tracking import open_store, tracked_run
+
+    lock, lock_path = _promoted(project)
+    (project / "flows" / "evil.py").write_text(EVIL)
+    bundle = tmp_path_factory.mktemp("bundle") / lock.version
+    bundle.mkdir()
+    text = lock.model_dump_json(indent=2)
+    tag = lock.digest
+    if tamper == "a changed byte":
+        text = text.replace('"gpu_memory_utilization": 0.9', '"gpu_memory_utilization": 0.8')
+    elif tamper == "flow_file elsewhere":
+        text = text.replace('"flows/support_bot.py"', '"flows/evil.py"')
+    else:
+        tag = "0" * 64
+    assert text != lock.model_dump_json(indent=2) or tag != lock.digest
+    (bundle / lock_path.name).write_text(text)
+    store = open_store(load_settings(project))
+    name = registered_name(lock.flow)
+    with tracked_run(store, "promote") as run_id:
+        source = log_bundle(store, run_id, bundle, [], project)
+        version = store.register_version(name, source, run_id, {"promptlab.lock_hash": tag}, "")
+        store.set_alias(name, "staging", version)
+
+    with pytest.raises(UserError, match=r"changed after promotion.*promote again"):
+        resolve_target(["support_bot@staging"], BackendOptions())
+    assert not (project / "flows" / "ran.marker").exists()
+    with pytest.raises(UserError, match="changed after promotion"):  # the bad copy was dropped
+        resolve_target(["support_bot@staging"], BackendOptions())
+
+
+def test_a_lock_pointing_at_another_flow_file_never_imports_it(project: Path) -> None:
+    lock, _ = _promoted(project)
+    (project / "flows" / "evil.py").write_text(EVIL)
+    moved = project / "elsewhere" / "promptlab.lock.json"
+    moved.parent.mkdir()
+    moved.write_text(lock.model_copy(update={"flow_file": "flows/evil.py"}).model_dump_json())
+    with pytest.raises(FlowLoadError, match=r"flows/evil\.py no longer matches.*flow\.source"):
+        resolve_target([str(moved)], BackendOptions())
+    assert not (project / "flows" / "ran.marker").exists()
+
+
+def test_a_changed_data_file_is_drift(project: Path) -> None:
+    _, lock_path = _promoted(project)
+    orders = project / "flows" / "data" / "orders.json"
+    orders.write_text(orders.read_text().replace("shipped", "delivered", 1))
+    with pytest.raises(FlowLoadError, match=r"flow\.data.*promote again"):
+        resolve_target([str(lock_path)], BackendOptions())
