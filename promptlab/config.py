@@ -27,13 +27,21 @@ Precedence, lowest first: built-in defaults, the config file, environment variab
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from promptlab.errors import ConfigError, first_problem
 
@@ -41,14 +49,34 @@ ToolMode = Literal["auto", "native", "json"]
 STATE_DIR = ".promptlab"
 
 
+def _checked(pattern: str, allowed: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"{value!r} may hold only {allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
+# What goes into generated scripts, Dockerfiles and manifests: model names ("org/model",
+# "qwen3:0.6b"), hub ids, revisions and paths; never a space, quote or control character.
+Name = Annotated[
+    str, _checked(r"[\w./][\w.:/@+=~-]*", "letters, digits and . _ - : / @ + = ~ (no spaces)")
+]
+# Logical model and profile names: also TOML keys and parts of environment variables.
+Key = Annotated[
+    str, _checked(r"[A-Za-z_][A-Za-z0-9_-]*", "letters, digits, _ and -, starting with a letter")
+]
+
+
 class ModelSpec(BaseModel):
     """Where a logical model lives on a backend."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = None
+    name: Name | None = None
     url: str | None = None
-    path: str | None = None
+    path: Name | None = None
     context_window: int | None = Field(default=None, gt=0)
     chat_format: str | None = None
     tools: ToolMode = "auto"
@@ -64,12 +92,12 @@ class Profile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    kind: str
+    name: Key
+    kind: Key
     url: str | None = None
-    api_key_env: str | None = None
+    api_key_env: Key | None = None
     timeout: float = Field(default=120.0, gt=0)
-    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    models: dict[Key, ModelSpec] = Field(default_factory=dict)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -95,12 +123,12 @@ class ServedModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: str
-    revision: str | None = None
+    source: Name
+    revision: Name | None = None
     max_model_len: int | None = Field(default=None, gt=0)
-    dtype: str = "auto"
-    chat_template: str | None = None
-    tool_call_parser: str | None = None
+    dtype: Name = "auto"
+    chat_template: Name | None = None
+    tool_call_parser: Name | None = None
 
 
 class Launch(BaseModel):
@@ -119,12 +147,12 @@ class Promotion(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dev: str = "ollama"
-    prod: str = "vllm"
-    alias: str = "staging"
+    dev: Key = "ollama"
+    prod: Key = "vllm"
+    alias: Key = "staging"
     tensor_parallel_size: int = Field(default=1, ge=1)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    models: dict[str, ServedModel] = Field(default_factory=dict)
+    models: dict[Key, ServedModel] = Field(default_factory=dict)
     launch: Launch = Launch()
 
     def served(self, logical: str) -> ServedModel:

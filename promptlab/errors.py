@@ -194,4 +194,4 @@ def one_line(text: str) -> str:
 def first_problem(exc: ValidationError) -> tuple[str, str]:
     """Where (a dotted path, "" at the top) and what the first problem of a validation is."""
     first = exc.errors()[0]
-    return ".".join(str(p) for p in first["loc"]), str(first["msg"])
+    return ".".join(str(p) for p in first["loc"]), str(first["msg"]).removeprefix("Value error, ")

@@ -13,6 +13,17 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 stamp() { cat "$@" | sha256sum | cut -c1-16; }
 
+# Debian packages the tests use: shellcheck checks the generated vllm-serve.sh.
+debs="shellcheck"
+missing=$(for p in $debs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
+if [ -n "$missing" ]; then
+    echo "setup: installing Debian packages:" $missing
+    sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+    $sudo apt-get update -qq
+    # shellcheck disable=SC2086  # one word per package
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+fi
+
 # torch first, pinned: pip takes the CPU build shipped on this machine; an unpinned torch
 # pulled in by sentence-transformers would fetch the multi-GB CUDA build instead.
 want=$(stamp pyproject.toml scripts/setup.sh)

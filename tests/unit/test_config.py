@@ -212,6 +212,13 @@ def test_openai_base_url_beats_the_config_file(
         ('[backends.ollama]\nmodels.chat = { nme = "x" }\n', "backends.ollama.models.chat.nme"),
         ("[backends.ollama]\ntimeout = -1\n", "backends.ollama.timeout"),
         ('[backends.ollama]\nmodels.chat = { name = "x", tools = "maybe" }\n', "tools"),
+        # names that end up in generated scripts and Dockerfiles
+        ('[backends.ollama]\nmodels.chat = "qwen\\nrm -rf /"\n', "models.chat.name"),
+        ('[backends.ollama]\nmodels.chat = "a b"\n', "models.chat.name"),
+        ('[promote.models.chat]\nsource = "m\\n$(id)"\n', "promote.models.chat.source"),
+        ('[promote.models.chat]\nsource = "--trust-remote-code"\n', "source"),
+        ('[promote.models."c h"]\nsource = "m"\n', "promote.models"),
+        ('[promote.models.chat]\nsource = "m"\nchat_template = "t\\".jinja"\n', "chat_template"),
     ],
 )
 def test_unknown_or_invalid_keys_are_config_errors(project: Path, toml: str, where: str) -> None:

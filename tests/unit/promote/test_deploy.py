@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -472,6 +473,14 @@ def test_serve_script_is_executable_bash(lock: Lock, tmp_path: Path) -> None:
     run = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     assert run.returncode != 0
     assert "set VLLM_API_KEY" in run.stderr
+
+
+def test_serve_script_passes_shellcheck(tooled: Lock, tmp_path: Path) -> None:
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: run `make setup` (it installs Debian's package)"
+    script = _deploy(tooled, tmp_path) / "vllm-serve.sh"
+    run = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout
 
 
 def test_readme_names_the_flow_version_and_commands(lock: Lock, tmp_path: Path) -> None:
