@@ -47,6 +47,8 @@ from promptlab.errors import ConfigError, first_problem
 
 ToolMode = Literal["auto", "native", "json"]
 STATE_DIR = ".promptlab"
+# `promptlab serve --timeout`'s default; on SIGTERM the server drains for it plus 5 s.
+SERVE_TIMEOUT_S = 120
 
 
 def _checked(pattern: str, allowed: str) -> AfterValidator:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptlab.cli.command import add_backend_flags, command
+from promptlab.config import SERVE_TIMEOUT_S
 from promptlab.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -45,7 +46,11 @@ def arguments(serve: argparse.ArgumentParser) -> None:
         help="requests in flight per worker; beyond, 429 with Retry-After (default: 256)",
     )
     serve.add_argument(
-        "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default: 120)"
+        "--timeout",
+        type=float,
+        default=SERVE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"per request (default: {SERVE_TIMEOUT_S})",
     )
     serve.add_argument(
         "--max-body-bytes", type=int, default=1_048_576, metavar="N", help="default: 1 MiB"

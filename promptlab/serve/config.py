@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptlab.config import SERVE_TIMEOUT_S
 from promptlab.serve.target import BackendOptions
 
 ENV = "PROMPTLAB_SERVE_CONFIG"
@@ -26,7 +27,7 @@ class ServeConfig(BaseModel):
     workers: int = Field(default=1, ge=1)
     api_key_file: Path | None = None
     max_concurrency: int = Field(default=256, ge=1)
-    timeout: float = Field(default=120.0, gt=0)
+    timeout: float = Field(default=SERVE_TIMEOUT_S, gt=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     body_timeout: float = Field(default=10.0, gt=0)
     trace_sample: float = Field(default=0.0, ge=0.0, le=1.0)

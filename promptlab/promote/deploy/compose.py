@@ -8,8 +8,10 @@ from typing import Any
 from promptlab.errors import UserError
 from promptlab.promote.deploy import vectors
 from promptlab.promote.deploy.plan import (
+    FLOW_GRACE_S,
     FLOW_PORT,
     MLFLOW_PORT,
+    PRE_STOP_S,
     ROOT_FROM_FOLDER,
     VLLM_PORT,
     Plan,
@@ -94,6 +96,7 @@ def _flow_service(plan: Plan) -> dict[str, Any]:
         "environment": environment,
         "ports": [f"{FLOW_PORT}:{FLOW_PORT}"],
         "depends_on": depends,
+        "stop_grace_period": f"{FLOW_GRACE_S - PRE_STOP_S}s",  # the drain, with a margin
         "healthcheck": {
             "test": _http_check(FLOW_PORT, "/readyz"),
             "interval": "10s",

@@ -6,9 +6,11 @@ from typing import Any
 
 from promptlab.promote.deploy import vectors
 from promptlab.promote.deploy.plan import (
+    FLOW_GRACE_S,
     FLOW_PORT,
     MODELS_MOUNT,
     PLACEHOLDER,
+    PRE_STOP_S,
     SECRET_FLOW_KEYS,
     SECRET_VLLM_KEY,
     TEMPLATES_MOUNT,
@@ -152,13 +154,16 @@ def flow_objects(plan: Plan) -> list[dict[str, Any]]:
         "ports": [{"name": "http", "containerPort": FLOW_PORT}],
         "env": env,
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        # The vector index may build at start: up to 10 min before liveness checks begin.
+        "startupProbe": _probe("/healthz", "http", periodSeconds=10, failureThreshold=60),
         "readinessProbe": _probe("/readyz", "http", periodSeconds=5, failureThreshold=3),
-        "livenessProbe": _probe(
-            "/healthz", "http", initialDelaySeconds=10, periodSeconds=15, failureThreshold=3
-        ),
+        "livenessProbe": _probe("/healthz", "http", periodSeconds=15, failureThreshold=3),
+        # Out of the Service's endpoints before SIGTERM, then the server drains its requests.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}},
     }
+    pod = {"containers": [container], "terminationGracePeriodSeconds": FLOW_GRACE_S}
     return [
-        _deployment(plan, name, "flow-server", {"containers": [container]}, "RollingUpdate"),
+        _deployment(plan, name, "flow-server", pod, "RollingUpdate"),
         _service(plan, name, "flow-server", FLOW_PORT),
     ]
 

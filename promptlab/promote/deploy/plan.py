@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from promptlab.config import env_name
+from promptlab.config import SERVE_TIMEOUT_S, env_name
 from promptlab.errors import UserError
 from promptlab.promote.lock import LOCK_NAME, Lock, VllmArgs
 
@@ -28,6 +28,10 @@ ROOT_FROM_FOLDER = "../../.."  # deploy/<flow>/<version>/ back to the project ro
 SECRET_VLLM_KEY = "vllm-api-key"
 SECRET_FLOW_KEYS = "promptlab-api-keys"
 PLACEHOLDER = "REPLACE-ME"
+# Before SIGTERM, the flow server leaves the load balancer (preStop); then it drains its
+# requests for --timeout + 5 s; the grace period covers both, with a margin.
+PRE_STOP_S = 5
+FLOW_GRACE_S = PRE_STOP_S + SERVE_TIMEOUT_S + 5 + 5
 
 
 def dns_label(text: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
-from promptlab.config import load_settings
+from promptlab.config import SERVE_TIMEOUT_S, load_settings
 from promptlab.eval.suite import load_suite
 from promptlab.promote.deploy import render_deployment, write_deployment
 from promptlab.promote.lock import Lock, ModelPair, build_lock
@@ -287,7 +287,10 @@ def test_probes_point_at_the_health_paths(lock: Lock, tmp_path: Path) -> None:
             8000,
             {"startupProbe": "/health", "readinessProbe": "/health", "livenessProbe": "/health"},
         ),
-        "support-bot-flow": (8080, {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}),
+        "support-bot-flow": (
+            8080,
+            {"startupProbe": "/healthz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"},
+        ),
     }
     for name, (port, probes) in expected.items():
         container = _container(deployments[name])
@@ -307,6 +310,20 @@ def test_probes_point_at_the_health_paths(lock: Lock, tmp_path: Path) -> None:
         compose["flow"]["depends_on"][s] == {"condition": "service_healthy"}
         for s in ("vllm-chat", "vllm-embed", "mlflow")
     )
+
+
+def test_the_flow_server_may_drain_as_long_as_its_timeout(lock: Lock, tmp_path: Path) -> None:
+    """SIGTERM drains for --timeout + 5 s: neither Kubernetes nor compose kills it sooner."""
+    folder = _deploy(lock, tmp_path)
+    drain = SERVE_TIMEOUT_S + 5
+    pod = _objects(folder, "Deployment")["support-bot-flow"]["spec"]["template"]["spec"]
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    assert pod["terminationGracePeriodSeconds"] > int(pre_stop[1]) + drain
+    grace = _compose(folder)["services"]["flow"]["stop_grace_period"]
+    assert int(grace.removesuffix("s")) > drain
+    cmd = (folder / "Dockerfile").read_text().splitlines()[-1]
+    assert "--timeout" not in cmd  # the image serves with the default the grace was sized for
 
 
 def test_flow_server_env_resolves_to_the_vllm_services(lock: Lock, tmp_path: Path) -> None:
