@@ -56,6 +56,13 @@ def arguments(serve: argparse.ArgumentParser) -> None:
         "--max-body-bytes", type=int, default=1_048_576, metavar="N", help="default: 1 MiB"
     )
     serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a request body must arrive within this, else 408 (default: 10)",
+    )
+    serve.add_argument(
         "--trace-sample",
         type=float,
         default=0.0,
@@ -111,6 +118,7 @@ def serve_command(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency,
             timeout=args.timeout,
             max_body_bytes=args.max_body_bytes,
+            body_timeout=args.body_timeout,
             trace_sample=args.trace_sample,
             log_level=args.log_level,
         )

@@ -463,3 +463,12 @@ def test_help_lists_every_registered_command(capsys: pytest.CaptureFixture[str])
 
 def test_a_flow_argument_named_like_a_command_is_not_rewritten() -> None:
     assert build_parser().parse_args(["run", "eval"]).flow == "eval"
+
+
+def test_serve_flags_are_validated_before_anything_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "flows/chat.py", "--body-timeout", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --body-timeout: Input should be greater than 0: fix the flag\n"
+    )
