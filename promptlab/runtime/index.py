@@ -5,6 +5,10 @@ last indexed: only new or changed documents are read, chunked and handed to Lang
 ``aindex`` (which embeds only chunks it has not seen), and the chunks of removed documents
 are deleted. Records live in a sqlite file next to the embedded store; a file lock keeps
 several processes (``promptlab serve --workers``) from indexing the same corpus at once.
+
+The embedded store is promptlab's own cache of the corpus: when it cannot be read (a
+truncated or zero-byte file after a crash or a full disk) or disagrees with the records, it
+is discarded and built again from the documents, never served half-broken.
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import os
+import shutil
+import sqlite3
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +30,16 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
 from promptlab.declare.retriever import Chunk, Retriever
+from promptlab.errors import PromptlabError
 from promptlab.rag.corpus import SourceDoc, split
 from promptlab.rag.filelock import file_lock
+from promptlab.rag.lance import LanceStore
 from promptlab.rag.records import SQLiteRecordManager
-from promptlab.rag.stores import open_store
+from promptlab.rag.stores import open_store, server_url
 from promptlab.runtime.result import RetrievedDoc
 
 _BATCH = 256
+_log = logging.getLogger("promptlab.index")
 _KEYS = uuid.UUID("5f1e0c1a-3c7d-4e8b-9a53-7d0c2f6b8e11")
 
 
@@ -40,6 +51,7 @@ class Sync:
     deleted: int = 0
     skipped: int = 0
     documents_read: int = 0
+    rebuilt: bool = False  # the embedded store was unreadable and was built again
 
 
 class Index:
@@ -106,22 +118,49 @@ async def open_index(
     """
     name = namespace(retriever, embedder)
     folder = state_dir / "index"
-    records = SQLiteRecordManager(name, folder / "records.db")
     async with file_lock(folder / f"{name}.lock"):
-        store = await asyncio.to_thread(open_store, retriever, embeddings, name, folder)
-        await asyncio.to_thread(records.create_schema)
-        await asyncio.to_thread(_forget_if_lost, store, records)
-        sync = await _sync(retriever, store, records)
-        optimize = getattr(store, "optimize", None)
-        if callable(optimize) and (sync.added or sync.deleted):
-            await asyncio.to_thread(optimize)
+        try:
+            store, sync = await _open(retriever, embeddings, name, folder)
+        except PromptlabError:
+            raise  # the embedder or a server failed, not the files
+        except (OSError, RuntimeError, ValueError, sqlite3.DatabaseError) as exc:
+            if not _embedded(retriever):
+                raise
+            _log.warning("index %s is unreadable (%s): building it again", name, exc)
+            await asyncio.to_thread(_discard, folder, name)
+            store, sync = await _open(retriever, embeddings, name, folder)
+            sync = replace(sync, rebuilt=True)
     return Index(retriever, store, sync)
 
 
-def _forget_if_lost(store: VectorStore, records: SQLiteRecordManager) -> None:
-    """Start over when the store lost what the records say it holds (e.g. an in-memory one)."""
+async def _open(
+    retriever: Retriever, embeddings: Embeddings, name: str, folder: Path
+) -> tuple[VectorStore, Sync]:
+    records = SQLiteRecordManager(name, folder / "records.db")
+    store = await asyncio.to_thread(open_store, retriever, embeddings, name, folder)
+    await asyncio.to_thread(records.create_schema)
+    await asyncio.to_thread(_reconcile, store, records, name, folder)
+    sync = await _sync(retriever, store, records)
+    optimize = getattr(store, "optimize", None)
+    if callable(optimize) and (sync.added or sync.deleted):
+        await asyncio.to_thread(optimize)
+    return store, sync
+
+
+def _embedded(retriever: Retriever) -> bool:
+    return server_url(retriever) is None and not callable(retriever.store)
+
+
+def _reconcile(store: VectorStore, records: SQLiteRecordManager, name: str, folder: Path) -> None:
+    """Start over when the store and the records disagree on whether anything is indexed.
+
+    Records but no rows: the store was lost (an in-memory one, a deleted folder). Rows but no
+    records: the records were lost, and indexing again would add every chunk a second time.
+    """
     keys = records.list_keys(limit=1)
     if not keys:
+        if isinstance(store, LanceStore) and store.count():
+            raise RuntimeError("the store holds chunks that no record knows")
         return
     try:
         found = store.get_by_ids(keys)
@@ -129,6 +168,17 @@ def _forget_if_lost(store: VectorStore, records: SQLiteRecordManager) -> None:
         return
     if not found:
         records.clear()
+
+
+def _discard(folder: Path, name: str) -> None:
+    """Drop an embedded index's table and records (the records file too, if unreadable)."""
+    shutil.rmtree(folder / "lance" / f"{name}.lance", ignore_errors=True)
+    try:
+        SQLiteRecordManager(name, folder / "records.db").clear()
+    except sqlite3.DatabaseError:
+        # Other indexes' records go too: each then finds rows no record knows, and rebuilds.
+        path = folder / "records.db"
+        os.replace(path, path.with_name(f"records.db.unreadable-{os.getpid()}"))
 
 
 async def _sync(retriever: Retriever, store: VectorStore, records: SQLiteRecordManager) -> Sync:

@@ -44,14 +44,16 @@ def create_app(target: Target, config: ServeConfig, keys: APIKeys | None = None)
     created = int(time.time())
     models = models_body(target.flows, created)
 
+    warming: list[asyncio.Task[None]] = []
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await _warm_indexes(service)
-        log.info(
-            "ready",
-            extra={"flows": sorted(target.flows), "backend": target.backend.name},
-        )
+        # The indexes build in the background: /healthz answers at once, /readyz once built.
+        warming.append(asyncio.create_task(_warm_indexes(service)))
         yield
+        for task in warming:
+            task.cancel()
+        await asyncio.gather(*warming, return_exceptions=True)
         await service.aclose()
         if tracer is not None:
             await asyncio.to_thread(tracer.close)
@@ -71,7 +73,10 @@ def create_app(target: Target, config: ServeConfig, keys: APIKeys | None = None)
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def readyz(request: Request) -> Response:
-        ready, detail = await readiness(target)
+        if warming and not warming[0].done():
+            ready, detail = False, "building the vector indexes"
+        else:
+            ready, detail = await readiness(target)
         body = json.dumps({"status": "ready" if ready else "unavailable", "detail": detail})
         return Response(body, 200 if ready else 503, media_type="application/json")
 
@@ -124,16 +129,23 @@ async def readiness(target: Target) -> tuple[bool, str]:
 
 
 async def _warm_indexes(service: FlowService) -> None:
-    """Open the retrievers' indexes before the first request (a failure is only logged)."""
+    """Open (or build) the retrievers' indexes; a request meanwhile waits for the same opening.
+
+    A failure is logged, and the next request that needs the index tries again.
+    """
     for name, executor in service.executors.items():
         for retriever in executor.flow.retrievers:
             try:
-                await executor.index(retriever)
+                index = await executor.index(retriever)
             except Exception as exc:
                 log.warning(
                     "index_not_ready",
                     extra={"flow": name, "retriever": retriever.name, "error": str(exc)},
                 )
+            else:
+                if index.sync.rebuilt:
+                    log.warning("index_rebuilt", extra={"flow": name, "retriever": retriever.name})
+    log.info("ready", extra={"flows": sorted(service.executors)})
 
 
 def worker_app() -> ASGIApp:

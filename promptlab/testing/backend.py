@@ -304,7 +304,8 @@ class FakeBackend(Backend):
 
     async def probe(self) -> Probe:
         """Always up."""
-        return Probe(True, self.profile.url or "fake://", "scripted", tuple(self.profile.models))
+        served = tuple(self.spec(logical).label for logical in self.profile.models)
+        return Probe(True, self.profile.url or "fake://", "scripted", served)
 
     async def native_tools(self, logical: str) -> bool:
         """Whether tools are sent natively (``native=True``) or through the JSON loop."""
