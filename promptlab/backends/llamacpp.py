@@ -6,7 +6,7 @@ import asyncio
 import functools
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -27,8 +27,11 @@ from promptlab.errors import (
     ModelNotFoundError,
     PromptlabError,
 )
+from promptlab.threads import Lane, start_daemon
 
 DEFAULT_N_CTX = 2048
+# Whole-answer calls in flight at once (they queue on each model's lock), in daemon threads.
+_CALLS = Lane("llamacpp", 16)
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
 
@@ -104,7 +107,7 @@ class LlamaCppChat(BaseChatModel):
         stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
+    ) -> Generator[ChatGenerationChunk]:
         loaded = _load(self.path, self.n_ctx, self.chat_format)
         request = self._request(messages, stop)
         prompt_tokens = 0
@@ -142,24 +145,46 @@ class LlamaCppChat(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         queue: asyncio.Queue[ChatGenerationChunk | BaseException | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
+        left = threading.Event()  # the consumer stopped reading: stop generating
+
+        def put(item: ChatGenerationChunk | BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody reads any more
+                left.set()
 
         def produce() -> None:
+            chunks = self._stream(messages, stop)
             try:
-                for chunk in self._stream(messages, stop):
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                for chunk in chunks:
+                    if left.is_set():
+                        break
+                    put(chunk)
             except BaseException as exc:  # handed to the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                put(exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+                chunks.close()  # ends llama.cpp's generation and releases the model's lock
+                put(None)
 
-        worker = loop.run_in_executor(None, produce)
-        while (item := await queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            if run_manager and item.text:
-                await run_manager.on_llm_new_token(item.text, chunk=item)
-            yield item
-        await worker
+        start_daemon(produce, "llamacpp")
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                if run_manager and item.text:
+                    await run_manager.on_llm_new_token(item.text, chunk=item)
+                yield item
+        finally:
+            left.set()
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return await _CALLS.run(lambda: self._generate(messages, stop))
 
 
 def _usage(raw: Any) -> UsageMetadata:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, get_type_hints
@@ -23,6 +24,7 @@ from promptlab.declare.mcp import MCPServer
 from promptlab.declare.prompt import Prompt
 from promptlab.errors import DeclarationError, first_problem
 from promptlab.text import as_text
+from promptlab.threads import Lane
 
 
 class ToolError(Exception):
@@ -61,17 +63,29 @@ class BaseTool:
         return f"{type(self).__name__}({self.name})"
 
 
+# Sync tools of every agent in the process run at most this many at once (daemon threads).
+TOOL_THREADS = 32
+_TOOLS = Lane("tool", TOOL_THREADS)
+
+
 class Tool(BaseTool):
     """A plain typed Python function made callable by a model.
 
     The name is the function's name, the description its docstring's first paragraph and
     the arguments its typed parameters (``Annotated[int, Field(description=...)]`` works).
+    A call that takes longer than ``timeout`` seconds is abandoned and goes back to the
+    model as an error; ``Tool(fn, timeout=None)`` waits for as long as the function takes.
     """
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], *, timeout: float | None = 30.0) -> None:
         if not callable(fn) or not getattr(fn, "__name__", None):
             raise DeclarationError(f"tool {fn!r} is not a named function: pass a def")
+        if timeout is not None and timeout <= 0:
+            raise DeclarationError(
+                f"tool {fn.__name__}: timeout must be positive seconds, or None for no limit"
+            )
         self.fn = fn
+        self.timeout = timeout
         self.name: str = fn.__name__
         doc = inspect.getdoc(fn) or ""
         self.description = doc.split("\n\n")[0].strip() or self.name.replace("_", " ")
@@ -86,12 +100,17 @@ class Tool(BaseTool):
         return (self.args_model, ...)
 
     async def call(self, arguments: dict[str, Any]) -> Any:
-        """Validate the arguments and run the function (sync functions in a thread)."""
+        """Validate the arguments and run the function (a sync one in a daemon thread)."""
         args = self.args_model.model_validate(arguments)
         kwargs = {name: getattr(args, name) for name in type(args).model_fields}
-        if inspect.iscoroutinefunction(self.fn):
-            return await self.fn(**kwargs)
-        return await asyncio.to_thread(self.fn, **kwargs)
+        try:
+            if inspect.iscoroutinefunction(self.fn):
+                return await asyncio.wait_for(self.fn(**kwargs), self.timeout)
+            return await _TOOLS.run(functools.partial(self.fn, **kwargs), self.timeout)
+        except TimeoutError:
+            raise ToolError(
+                f"{self.name} did not answer within {self.timeout:g} s and was abandoned"
+            ) from None
 
 
 def _args_model(fn: Callable[..., Any]) -> type[BaseModel]:

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("config", "hashing", "registry", "text"),
+    ("config", "hashing", "registry", "text", "threads"),
     ("backends",),
     ("rag",),
     ("declare",),
