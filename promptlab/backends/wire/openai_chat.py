@@ -7,14 +7,24 @@ itself, so both send the same request by construction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 
 from promptlab.backends._http import get_json
-from promptlab.backends.wire import Message, OnText, PooledChatClient, Reply, Site
+from promptlab.backends.wire import (
+    Message,
+    OnText,
+    PooledChatClient,
+    Reply,
+    Site,
+    lines,
+    read_json,
+    read_text,
+)
 from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
@@ -154,49 +164,35 @@ async def status_error(
 
 
 class OpenAIChatClient(PooledChatClient):
-    """``POST /chat/completions`` over one pooled ``httpx.AsyncClient``."""
+    """``POST /chat/completions`` over one pooled session."""
 
     path = "/chat/completions"
 
-    def __init__(
-        self,
-        site: Site,
-        fields: dict[str, Any],
-        pool: int | None = None,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        super().__init__(site, pool, client)
+    def __init__(self, site: Site, fields: dict[str, Any], pool: int | None = None) -> None:
+        super().__init__(site, pool)
         self.fields = fields
 
     async def chat(self, messages: Sequence[Message], on_text: OnText | None = None) -> Reply:
         """One call, streamed when ``on_text`` is given."""
         body = chat_body(self.site.model, self.fields, messages, on_text is not None)
-        try:
-            if on_text is None:
-                response = await self.client.post(self.endpoint, json=body)
-                if response.status_code != 200:
-                    raise await self._status_error(response)
-                try:
-                    data = response.json()
-                except ValueError:
-                    kind = response.headers.get("content-type", "no content type")
-                    raise malformed(self.site, f"a body that is not JSON ({kind})") from None
-                return parse_completion(data, self.site)
-            async with self.client.stream("POST", self.endpoint, json=body) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise await self._status_error(response)
-                return await parse_stream(response.aiter_lines(), on_text, self.site)
-        except httpx.HTTPError as exc:
-            raise self.site.transport_error(exc) from exc
+        async with self.post(body) as response:
+            if response.status != 200:
+                raise await self._status_error(response)
+            if on_text is not None:
+                return await parse_stream(lines(response), on_text, self.site)
+            try:
+                data = await read_json(response)
+            except ValueError:
+                kind = response.headers.get("content-type", "no content type")
+                raise malformed(self.site, f"a body that is not JSON ({kind})") from None
+            return parse_completion(data, self.site)
 
-    async def _status_error(self, response: httpx.Response) -> PromptlabError:
-        try:
-            text = error_text(response.json())
-        except ValueError:
-            text = response.text
+    async def _status_error(self, response: aiohttp.ClientResponse) -> PromptlabError:
+        text = await read_text(response)
+        with contextlib.suppress(ValueError):  # not JSON: the text as it is
+            text = error_text(json.loads(text))
         return await status_error(
-            self.site, response.status_code, text, response.headers.get("retry-after")
+            self.site, response.status, text, response.headers.get("retry-after")
         )
 
 

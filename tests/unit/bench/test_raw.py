@@ -16,6 +16,7 @@ from promptlab.bench.raw import PROMPTS, RawTarget, raw_class, raw_client
 from promptlab.config import Profile
 from promptlab.errors import UserError
 from promptlab.testing import FakeBackend
+from tests.unit.wire_mock import install
 
 
 class Chunks(httpx.AsyncByteStream):
@@ -58,7 +59,7 @@ def target(kind: str, handler: Any, url: str) -> RawTarget:
     profile = Profile(name=kind, kind=kind, url=url, models={"chat": "m"})
     backend = create_backend(profile, Path.cwd())
     client = raw_client(backend, max_tokens=7)
-    client._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))  # type: ignore[attr-defined]
+    install(client, handler)
     return RawTarget(backend, max_tokens=7, client=client)
 
 

@@ -32,6 +32,7 @@ from promptlab.runtime.executor import Executor
 from promptlab.serve.service import FlowService
 from promptlab.serve.target import Target
 from tests.unit.serve.helpers import FLOWS, chat_flow, triage_flow
+from tests.unit.wire_mock import install
 
 URL = "http://127.0.0.1:9/v1"  # nothing listens: requests are captured, then refused
 
@@ -145,7 +146,7 @@ def run_fast(
     async def go() -> Any:
         client = executor.chat_client(prompt.model, prompt.sampling, prompt.json_schema)
         assert client is not None
-        client._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))  # type: ignore[attr-defined]
+        install(client, handler)
         try:
             return await executor.run(inputs, tokens.append if stream else None)
         finally:
