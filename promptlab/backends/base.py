@@ -15,13 +15,13 @@ from langchain_core.messages import AIMessage
 from promptlab.backends.chat_templates import Rendered
 from promptlab.backends.wire import ChatClient, Message
 from promptlab.config import ModelSpec, Profile
-from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendHTTPError,
     BackendTimeoutError,
     BackendUnreachableError,
     PromptlabError,
 )
+from promptlab.sampling import Sampling
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 

@@ -20,13 +20,13 @@ from pydantic import ConfigDict
 from promptlab.backends.base import Backend, Probe
 from promptlab.backends.chat_templates import Rendered, render_jinja
 from promptlab.backends.wire import Message
-from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     ContextWindowError,
     MissingDependencyError,
     ModelNotFoundError,
     PromptlabError,
 )
+from promptlab.sampling import Sampling
 from promptlab.threads import Lane, start_daemon
 
 DEFAULT_N_CTX = 2048

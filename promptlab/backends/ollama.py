@@ -11,8 +11,8 @@ from promptlab.backends._http import describe_failure
 from promptlab.backends.base import Backend, Probe
 from promptlab.backends.chat_templates import Rendered, is_jinja, render_jinja
 from promptlab.backends.wire import ChatClient, Message, Site, ollama_api
-from promptlab.declare.prompt import Sampling
 from promptlab.errors import ContextWindowError, MissingDependencyError, PromptlabError
+from promptlab.sampling import Sampling
 
 try:
     import ollama

@@ -11,8 +11,8 @@ from pydantic import SecretStr
 from promptlab.backends._http import bearer, describe_failure, get_json
 from promptlab.backends.base import Backend, Probe
 from promptlab.backends.wire import ChatClient, Site, openai_chat
-from promptlab.declare.prompt import Sampling
 from promptlab.errors import MissingDependencyError, PromptlabError
+from promptlab.sampling import Sampling
 
 try:
     import openai

@@ -10,8 +10,8 @@ from __future__ import annotations
 from promptlab.backends.base import Backend
 from promptlab.backends.wire import ChatClient, Message
 from promptlab.bench.metrics import RequestRecord, Stopwatch
-from promptlab.declare.prompt import Sampling
 from promptlab.errors import PromptlabError, UserError, one_line
+from promptlab.sampling import Sampling
 
 PROMPTS: tuple[str, ...] = (
     "Explain how a kettle knows when the water is boiling.",

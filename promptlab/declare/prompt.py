@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from promptlab.declare._base import Declaration
 from promptlab.errors import (
@@ -18,6 +18,7 @@ from promptlab.errors import (
     OutputValidationError,
     first_problem,
 )
+from promptlab.sampling import Sampling
 from promptlab.text import as_text
 
 Role = Literal["system", "user", "assistant"]
@@ -26,20 +27,6 @@ _MESSAGE_TYPES: dict[str, type[BaseMessage]] = {
     "user": HumanMessage,
     "assistant": AIMessage,
 }
-
-
-class Sampling(BaseModel):
-    """Sampling parameters, translated by each backend into its own names."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    temperature: float | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    top_k: int | None = Field(default=None, gt=0)
-    max_tokens: int | None = Field(default=None, gt=0)
-    repetition_penalty: float | None = Field(default=None, gt=0)
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
 
 
 def template_variables(template: str) -> list[str]:

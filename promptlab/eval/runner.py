@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from promptlab.backends import create_backend
 from promptlab.backends.base import Backend, passing_trouble
 from promptlab.config import Settings
-from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
     BackendHTTPError,
@@ -28,6 +27,7 @@ from promptlab.eval.scorers.base import Models, Score, ScoreContext, ScorerKind,
 from promptlab.eval.suite import Case, ScorerSpec, Suite
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.result import RunResult
+from promptlab.sampling import Sampling
 
 
 class EvalAborted(BackendError):

@@ -21,12 +21,13 @@ from promptlab.backends.base import Backend
 from promptlab.backends.wire import ChatClient, as_messages
 from promptlab.declare.agent import Agent
 from promptlab.declare.flow import Flow
-from promptlab.declare.prompt import Prompt, Sampling
+from promptlab.declare.prompt import Prompt
 from promptlab.declare.retriever import Retriever, format_context
 from promptlab.errors import BackendError, ContextWindowError, PromptlabError
 from promptlab.runtime.index import Index, open_index
 from promptlab.runtime.result import RunResult
 from promptlab.runtime.trace import Recorder
+from promptlab.sampling import Sampling
 
 OnToken = Callable[[str], None]
 

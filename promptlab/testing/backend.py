@@ -43,13 +43,13 @@ from langchain_core.runnables import Runnable
 
 from promptlab.backends.base import Backend, Probe
 from promptlab.config import Profile
-from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendUnreachableError,
     ContextWindowError,
     PromptlabError,
     ToolsUnsupportedError,
 )
+from promptlab.sampling import Sampling
 from promptlab.testing.schema import example_for
 
 ScriptItem = str | AIMessage | BaseException | Callable[[list[BaseMessage]], Any]

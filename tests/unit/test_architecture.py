@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("config", "hashing", "registry", "text", "threads"),
+    ("config", "hashing", "registry", "sampling", "text", "threads"),
     ("backends",),
     ("rag",),
     ("declare",),
@@ -38,13 +38,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 # (importing module, imported module): known breaks, each with the work that removes it.
 KNOWN_LAYER_BREAKS = {
-    # Sampling is a shared type living in declare; it belongs below backends.
-    ("promptlab.backends.base", "promptlab.declare.prompt"),
-    ("promptlab.backends.openai", "promptlab.declare.prompt"),
-    ("promptlab.backends.ollama", "promptlab.declare.prompt"),
-    ("promptlab.backends.llamacpp", "promptlab.declare.prompt"),
-    ("promptlab.backends.wire.ollama_api", "promptlab.declare.prompt"),
-    ("promptlab.backends.wire.openai_chat", "promptlab.declare.prompt"),
     # The store factory takes a Retriever (a type only): it moves up with store selection.
     ("promptlab.rag.stores", "promptlab.declare.retriever"),
     # Flow.bind() (public API) builds a FlowRunnable: a lazy import of the layer above.

@@ -24,7 +24,6 @@ from promptlab.backends.wire import (
     read_json,
     read_text,
 )
-from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
     BackendHTTPError,
@@ -34,6 +33,7 @@ from promptlab.errors import (
     PromptlabError,
     ToolsUnsupportedError,
 )
+from promptlab.sampling import Sampling
 
 DEFAULT_NUM_CTX = 2048
 SAMPLING_DEFAULTS: dict[str, Any] = {

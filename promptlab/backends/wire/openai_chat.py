@@ -25,7 +25,6 @@ from promptlab.backends.wire import (
     read_json,
     read_text,
 )
-from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
     BackendHTTPError,
@@ -36,6 +35,7 @@ from promptlab.errors import (
     ToolsUnsupportedError,
     parse_retry_after,
 )
+from promptlab.sampling import Sampling
 
 CONTEXT_MARKERS = ("maximum context length", "context length", "too long")
 TOOL_MARKERS = ("tool choice", "tool_choice", "tool-call-parser", "does not support tools")

@@ -31,8 +31,8 @@ from promptlab.backends.wire import (
     describe_failure,
     ollama_api,
 )
-from promptlab.declare.prompt import Sampling
 from promptlab.errors import PromptlabError
+from promptlab.sampling import Sampling
 
 WINDOW = 2048
 
