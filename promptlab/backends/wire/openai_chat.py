@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from promptlab.backends._http import get_json
-from promptlab.backends.wire import Message, OnText, PooledChatClient, Reply, Site
+from promptlab.backends.wire import Message, OnText, PooledChatClient, Reply, Site, stop_reason
 from promptlab.declare.prompt import Sampling
 from promptlab.errors import (
     BackendError,
@@ -64,8 +64,9 @@ def chat_body(
 def parse_completion(data: Any, site: Site) -> Reply:
     """A non-streamed answer (anything not shaped like one is a BackendResponseError)."""
     try:
-        text = data["choices"][0]["message"].get("content") or ""
-        return Reply(text, *_usage(data.get("usage")))
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        return Reply(text, *_usage(data.get("usage")), stop_reason(choice))
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         raise malformed(site, f"an answer without choices[0].message: {str(data)[:120]}") from None
 
@@ -79,6 +80,7 @@ async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: 
     """Server-sent events until ``[DONE]``: each text chunk to ``on_text``; usage at the end."""
     pieces: list[str] = []
     usage: tuple[int | None, int | None] = (None, None)
+    reason: str | None = None
     async for line in lines:
         if not line.startswith("data:"):
             continue
@@ -96,6 +98,7 @@ async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: 
         if "error" in chunk:
             raise BackendError(f"{site.server} failed mid-stream: {error_text(chunk)}")
         for choice in chunk.get("choices") or ():
+            reason = stop_reason(choice) or reason
             text = (choice.get("delta") or {}).get("content")
             if text:
                 pieces.append(text)
@@ -105,7 +108,7 @@ async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: 
             usage = _usage(chunk["usage"])
     else:
         raise malformed(site, "a stream that ended before [DONE]")
-    return Reply("".join(pieces), *usage)
+    return Reply("".join(pieces), *usage, reason)
 
 
 def error_text(body: Any) -> str:
