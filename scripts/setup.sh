@@ -26,12 +26,14 @@ fi
 
 # torch first, pinned: pip takes the CPU build shipped on this machine; an unpinned torch
 # pulled in by sentence-transformers would fetch the multi-GB CUDA build instead.
-want=$(stamp pyproject.toml scripts/setup.sh)
+# constraints.txt pins every distribution at the version the tests passed with, so a fresh
+# set-up resolves the same versions (and a promotion records the same ones in its lock).
+want=$(stamp pyproject.toml constraints.txt scripts/setup.sh)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
     echo "setup: installing promptlab into .venv (the first time takes minutes: llama.cpp compiles)"
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-    .venv/bin/pip install -q torch==2.13.0
-    .venv/bin/pip install -q -e '.[dev]'
+    .venv/bin/pip install -q -c constraints.txt torch==2.13.0
+    .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
     echo "$want" > .venv/.installed
 fi
 

@@ -18,7 +18,7 @@ from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 from promptlab.backends.base import Backend
-from promptlab.backends.wire import ChatClient, as_messages
+from promptlab.backends.wire import ChatClient, as_messages, stop_reason
 from promptlab.declare.agent import Agent
 from promptlab.declare.flow import Flow
 from promptlab.declare.prompt import Prompt
@@ -281,6 +281,7 @@ class _Call:
             self.result.usage.add(usage["input_tokens"], usage["output_tokens"])
         else:
             self.result.usage.add(0, 0)
+        self.result.finish_reason = stop_reason(message.response_metadata)  # the last call's
         self.recorder.close(
             span,
             {"content": message.text, "tool_calls": message.tool_calls},
@@ -311,14 +312,15 @@ class _Call:
                 on_token(text)
 
         reply = await client.chat(as_messages(messages), on_text)
+        said = {"finish_reason": reply.finish_reason} if reply.finish_reason else {}
         if reply.input_tokens is None or reply.output_tokens is None:
-            return AIMessage(content=reply.text)
+            return AIMessage(content=reply.text, response_metadata=said)
         usage = UsageMetadata(
             input_tokens=reply.input_tokens,
             output_tokens=reply.output_tokens,
             total_tokens=reply.input_tokens + reply.output_tokens,
         )
-        return AIMessage(content=reply.text, usage_metadata=usage)
+        return AIMessage(content=reply.text, usage_metadata=usage, response_metadata=said)
 
     async def _stream(
         self, runnable: Runnable[Any, BaseMessage], messages: list[BaseMessage], on_token: OnToken

@@ -82,6 +82,9 @@ class RunResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     latency_s: float = 0.0
     ttft_s: float | None = None
+    # why the last model call ended, in OpenAI's words: "stop", "length" (cut by max_tokens),
+    # "tool_calls" (an agent's answer can come as a call of its final_answer tool)...
+    finish_reason: str | None = None
     spans: list[Span] = Field(default_factory=list)
     error: str | None = None
     _exception: BaseException | None = PrivateAttr(default=None)

@@ -83,7 +83,8 @@ def create_app(target: Target, config: ServeConfig, keys: APIKeys | None = None)
     async def metrics_route(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    hot = ChatCompletions(service, config.retry_after_s)
+    fingerprints = {name: target.fingerprint(name) for name in target.flows}
+    hot = ChatCompletions(service, config.retry_after_s, fingerprints)
     api.router.routes[:0] = [
         Route("/v1/chat/completions", hot, methods=["POST"], include_in_schema=False),
         Route("/v1/models", list_models, methods=["GET"], include_in_schema=False),

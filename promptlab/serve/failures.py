@@ -33,10 +33,11 @@ class Failure:
     message: str
     detail: str = ""
     retry_after: int | None = None
+    param: str | None = None  # the request field at fault
 
     def body(self) -> bytes:
         """OpenAI's error body: ``{"error": {"message", "type", "code", "param"}}``."""
-        error = {"message": self.message, "type": self.type, "code": self.code, "param": None}
+        error = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
         return json.dumps({"error": error}).encode()
 
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -47,9 +48,11 @@ class Failure:
         return headers
 
 
-def bad_request(message: str, code: str = "invalid_input", status: int = 400) -> Failure:
+def bad_request(
+    message: str, code: str = "invalid_input", status: int = 400, param: str | None = None
+) -> Failure:
     """A mistake in the request: the client can fix it, the message says how."""
-    return Failure(status, "invalid_request_error", code, message)
+    return Failure(status, "invalid_request_error", code, message, param=param)
 
 
 def failure_for(exc: BaseException, flow: str, timeout: float, retry_after: int) -> Failure:

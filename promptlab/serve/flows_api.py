@@ -1,7 +1,9 @@
 """Typed routes for each served flow, its input and output types in the OpenAPI schema.
 
 ``POST /flows/{name}/invoke`` and ``/flows/{name}/stream``; the schema is at ``/openapi.json``
-and browsable at ``/docs``.
+and browsable at ``/docs``. A result holds the typed output, the documents the retrievers
+found (ids, sources, scores, text: a client's citations) and the agents' tool calls, as
+``promptlab run --json`` shows them.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, create_model
 
 from promptlab.declare.flow import Flow
-from promptlab.runtime.result import RunResult, Usage
+from promptlab.runtime.result import RetrievedDoc, RunResult, ToolCall, Usage
 from promptlab.serve.asgi import SSE
 from promptlab.serve.failures import Failure, bad_request, failure_for
 from promptlab.serve.guard import note_failure, request_info
+from promptlab.serve.openai_compat import finish_reason
 from promptlab.serve.service import FlowService, TokenStream
 
 STREAM_DOC = (
@@ -58,10 +61,13 @@ def validation_failure(path: str, exc: RequestValidationError, flows: dict[str, 
 
 
 def result_json(result: RunResult) -> dict[str, Any]:
-    """What ``/invoke`` returns: the typed output, token usage and latency."""
+    """What ``/invoke`` returns: the typed output, what it came from, token usage and latency."""
     output = result.output
     return {
         "output": output.model_dump(mode="json") if isinstance(output, BaseModel) else output,
+        "retrieved": [d.model_dump(mode="json") for d in result.retrieved],
+        "tool_calls": [c.model_dump(mode="json") for c in result.tool_calls],
+        "finish_reason": finish_reason(result),
         "usage": result.usage.model_dump(),
         "latency_s": result.latency_s,
     }
@@ -85,6 +91,9 @@ def _add(app: FastAPI, service: FlowService, flow: Flow, retry_after: int) -> No
     result_model = create_model(
         f"{camel}Result",
         output=(flow.output, ...),
+        retrieved=(list[RetrievedDoc], ...),
+        tool_calls=(list[ToolCall], ...),
+        finish_reason=(str, ...),
         usage=(Usage, ...),
         latency_s=(float, ...),
     )

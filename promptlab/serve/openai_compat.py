@@ -4,7 +4,11 @@ A flow whose input has one required text field (plus an optional ``history``) ta
 last user message as that field, and the earlier turns as ``history``. Any other flow
 takes the last user message as a JSON object of its input fields. A structured output is
 returned as JSON text in ``content``. The flow's own prompts and sampling apply: the
-client's system messages and sampling parameters are not used.
+client's system messages and sampling parameters are not used; a field asking for what the
+flow cannot do (``tools``, ``response_format``, ``logprobs``, ``n`` > 1...) is a 400 naming
+it (:mod:`promptlab.serve.openai_params`). ``finish_reason`` is the flow's last model call's
+(``length`` when cut by its ``max_tokens``); ``system_fingerprint`` is the served lock's
+version, or the flow's fingerprint when no lock is served.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from promptlab.serve.asgi import (
 )
 from promptlab.serve.failures import Failure, bad_request, failure_for
 from promptlab.serve.guard import note_failure, request_info
+from promptlab.serve.openai_params import check_fields
 from promptlab.serve.service import FlowService, TokenStream
 from promptlab.text import as_text
 
@@ -95,12 +100,13 @@ def parse_chat(body: bytes, flows: Mapping[str, Flow]) -> ChatRequest | Failure:
     messages = data.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         return bad_request("`messages` must be a list of {role, content} objects")
-    if data.get("n", 1) not in (1, None):
-        return bad_request("only n=1 is supported: ask for one choice")
+    flow = flows[model]
+    refused = check_fields(data, flow)
+    if refused is not None:
+        return refused
     users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
     if not users:
         return bad_request("`messages` holds no user message: add one with the input")
-    flow = flows[model]
     last = messages[users[-1]]
     inputs = _inputs(flow, message_text(last), messages[: users[-1]])
     if isinstance(inputs, Failure):
@@ -158,7 +164,19 @@ def usage_json(result: RunResult) -> dict[str, int]:
     }
 
 
-def completion_body(cid: str, created: int, model: str, result: RunResult) -> bytes:
+def finish_reason(result: RunResult) -> str:
+    """Why the answer ended: the last model call's reason (``stop`` when it gave none).
+
+    Never ``tool_calls``: a flow runs its tools itself (an agent's answer may come as a
+    tool call) and answers once they are done.
+    """
+    reason = result.finish_reason
+    return reason if reason in ("length", "content_filter") else "stop"
+
+
+def completion_body(
+    cid: str, created: int, model: str, result: RunResult, fingerprint: str | None = None
+) -> bytes:
     """A ``chat.completion`` object."""
     return json.dumps(
         {
@@ -166,12 +184,13 @@ def completion_body(cid: str, created: int, model: str, result: RunResult) -> by
             "object": "chat.completion",
             "created": created,
             "model": model,
+            "system_fingerprint": fingerprint,
             "choices": [
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": as_text(result.output)},
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": finish_reason(result),
                 }
             ],
             "usage": usage_json(result),
@@ -182,9 +201,10 @@ def completion_body(cid: str, created: int, model: str, result: RunResult) -> by
 class ChunkWriter:
     """Frames ``chat.completion.chunk`` SSE events; one token is one event."""
 
-    def __init__(self, cid: str, created: int, model: str) -> None:
+    def __init__(self, cid: str, created: int, model: str, fingerprint: str | None = None) -> None:
         head = f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{created},'
-        head += f'"model":{json.dumps(model)},"choices":'
+        head += f'"model":{json.dumps(model)},"system_fingerprint":{json.dumps(fingerprint)},'
+        head += '"choices":'
         self.head = head
         self.first = head + '[{"index":0,"delta":{"role":"assistant","content":'
         self.token = head + '[{"index":0,"delta":{"content":'
@@ -197,11 +217,11 @@ class ChunkWriter:
         self.sent += 1
         return (start + json.dumps(text) + self.tail).encode()
 
-    def finish(self, usage: dict[str, int] | None) -> bytes:
+    def finish(self, usage: dict[str, int] | None, reason: str = "stop") -> bytes:
         """The closing events: finish_reason, usage when asked for, then ``[DONE]``."""
         first = "" if self.sent else '"role":"assistant","content":""'
         out = self.head + f'[{{"index":0,"delta":{{{first}}},"logprobs":null,'
-        out += '"finish_reason":"stop"}]}\n\n'
+        out += f'"finish_reason":{json.dumps(reason)}}}]}}\n\n'
         if usage is not None:
             out += self.head + f'[],"usage":{json.dumps(usage)}}}\n\n'
         return out.encode() + DONE
@@ -215,9 +235,12 @@ def error_event(failure: Failure) -> bytes:
 class ChatCompletions:
     """``POST /v1/chat/completions`` as a raw ASGI app (the hot path: no framework layers)."""
 
-    def __init__(self, service: FlowService, retry_after: int) -> None:
+    def __init__(
+        self, service: FlowService, retry_after: int, fingerprints: Mapping[str, str] | None = None
+    ) -> None:
         self.service = service
         self.retry_after = retry_after
+        self.fingerprints = dict(fingerprints or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request."""
@@ -242,13 +265,19 @@ class ChatCompletions:
                 await self._fail(scope, send, exc, request.flow)
                 return
             self._count(scope, result)
-            await send_bytes(send, 200, completion_body(cid, created, request.flow, result))
+            fingerprint = self.fingerprints.get(request.flow)
+            body = completion_body(cid, created, request.flow, result, fingerprint)
+            await send_bytes(send, 200, body)
             return
         stream = self.service.stream(request.flow, request.inputs)
         watcher = asyncio.create_task(_cancel_on_disconnect(receive, stream))
         try:
             await self._stream(
-                scope, send, request, stream, ChunkWriter(cid, created, request.flow)
+                scope,
+                send,
+                request,
+                stream,
+                ChunkWriter(cid, created, request.flow, self.fingerprints.get(request.flow)),
             )
         except asyncio.CancelledError:
             if not watcher.done():
@@ -287,7 +316,7 @@ class ChatCompletions:
                 return
         self._count(scope, result)
         usage = usage_json(result) if request.include_usage else None
-        await send_event(send, w.finish(usage), more=False)
+        await send_event(send, w.finish(usage, finish_reason(result)), more=False)
 
     async def _fail(self, scope: Scope, send: Send, exc: Exception, flow: str) -> None:
         failure = failure_for(exc, flow, self.service.timeout, self.retry_after)

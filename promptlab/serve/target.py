@@ -9,6 +9,8 @@ and models it was proven on.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,25 @@ class Target:
     backend: Backend
     settings: Settings
     locks: dict[str, Lock] = field(default_factory=dict)
+
+    def fingerprint(self, name: str) -> str:
+        """What answers report as ``system_fingerprint``: the served lock's version.
+
+        A flow served from its source: ``fp_`` and a hash of its prompts and their models.
+        """
+        lock = self.locks.get(name)
+        if lock is not None:
+            return lock.version
+        flow = self.flows[name]
+        declared = {
+            "prompts": [
+                [p.name, p.templates, p.examples, p.sampling.model_dump(mode="json"), p.json_schema]
+                for p in flow.prompts
+            ],
+            "models": {m: self.backend.describe(m) for m in flow.models},
+        }
+        canonical = json.dumps(declared, sort_keys=True, default=str)
+        return "fp_" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def resolve_target(refs: Sequence[str], options: BackendOptions) -> Target:

@@ -189,7 +189,10 @@ class FakeChatModel(GenericFakeChatModel):
         ]
         yield ChatGenerationChunk(
             message=AIMessageChunk(
-                content="", tool_call_chunks=tool_chunks, usage_metadata=message.usage_metadata
+                content="",
+                tool_call_chunks=tool_chunks,
+                usage_metadata=message.usage_metadata,
+                response_metadata=message.response_metadata,
             )
         )
 

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import mlflow
@@ -24,7 +25,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from tests.integration.conftest import VLLM
-from tests.servers import CHAT_HF, Server, free_port, start_vllm, vllm_health
+from tests.servers import CHAT_HF, REPO, Server, free_port, start_vllm, vllm_health
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +97,7 @@ def test_the_openai_sdk_gets_vllms_own_answer(served: Served, vllm: VLLM) -> Non
     ).json()
     assert reply.model == "chat"
     assert reply.choices[0].message.content == direct["choices"][0]["message"]["content"]
+    assert reply.choices[0].finish_reason == direct["choices"][0]["finish_reason"]
     assert "Paris" in (reply.choices[0].message.content or "")
     assert reply.usage is not None
     assert reply.usage.completion_tokens == direct["usage"]["completion_tokens"]
@@ -115,6 +117,60 @@ def test_the_openai_sdk_gets_vllms_own_answer(served: Served, vllm: VLLM) -> Non
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
     assert [m.id for m in sdk.models.list().data] == ["brief", "chat", "triage"]
+
+
+def test_finish_reason_fingerprint_and_refused_fields_through_the_sdk(served: Served) -> None:
+    sdk = openai.OpenAI(base_url=served.v1, api_key=KEY, max_retries=0)
+    messages: Any = [{"role": "user", "content": "Tell me a long story about a dragon."}]
+    cut = sdk.chat.completions.create(model="brief", messages=messages)  # max_tokens=8
+    assert cut.choices[0].finish_reason == "length"
+    assert cut.usage is not None and cut.usage.completion_tokens == 8
+    assert (cut.system_fingerprint or "").startswith("fp_")
+    chunks = list(sdk.chat.completions.create(model="brief", messages=messages, stream=True))
+    ends = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert ends[-1] == "length" and set(ends[:-1]) == {None}
+    assert {c.system_fingerprint for c in chunks} == {cut.system_fingerprint}
+    within = sdk.chat.completions.create(model="brief", messages=messages, max_tokens=8)
+    assert within.choices[0].message.content == cut.choices[0].message.content
+
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    for field, value in [("tools", [tool]), ("response_format", {"type": "json_object"})]:
+        with pytest.raises(openai.BadRequestError) as info:
+            sdk.chat.completions.create(model="chat", messages=messages, **{field: value})
+        assert info.value.param == field and f"`{field}`" in info.value.message
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.chat.completions.create(model="brief", messages=messages, max_tokens=4)
+    assert info.value.param == "max_tokens" and "at least 8" in info.value.message
+
+
+def test_a_served_lock_answers_with_its_version_sources_and_tool_calls(
+    backend_env: dict[str, str],
+) -> None:
+    lock = next((REPO / "deploy" / "support_bot").glob("*/promptlab.lock.json"))
+    s = serve(backend_env, "--timeout", "180", flows=(str(lock.relative_to(REPO)),))
+    question = "Where is my order NH-10006?"
+    try:
+        sdk = openai.OpenAI(base_url=s.v1, api_key=KEY, max_retries=0, timeout=200)
+        reply = sdk.chat.completions.create(
+            model="support_bot", messages=[{"role": "user", "content": question}]
+        )
+        typed = httpx.post(
+            f"{s.url}/flows/support_bot/invoke",
+            json={"question": question},
+            headers=auth(),
+            timeout=200,
+        )
+    finally:
+        s.server.stop()
+    assert reply.system_fingerprint == lock.parent.name  # the lock's version
+    assert reply.choices[0].finish_reason == "stop"
+    assert typed.status_code == 200, typed.text
+    result = typed.json()
+    assert result["retrieved"], result
+    assert all(d["id"] and d["source"].endswith(".md") for d in result["retrieved"])
+    assert [c["tool"] for c in result["tool_calls"]] == ["order_status"], result["tool_calls"]
+    assert result["tool_calls"][0]["arguments"] == {"order_id": "NH-10006"}
+    assert result["finish_reason"] == "stop"
 
 
 def test_chat_openai_pointed_at_the_server(served: Served) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,11 +34,38 @@ def as_messages(messages: Sequence[BaseMessage]) -> list[Message]:
 
 @dataclass(frozen=True)
 class Reply:
-    """A finished chat call: the text and the token counts the server reported (None: unsent)."""
+    """A finished chat call: its text, token counts (None: unsent) and why the model stopped.
+
+    ``finish_reason`` is OpenAI's word for it, as :func:`stop_reason` normalizes it.
+    """
 
     text: str
     input_tokens: int | None = None
     output_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+# Servers' own words for why an answer ended, as OpenAI's finish_reason.
+_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def stop_reason(metadata: Mapping[str, Any]) -> str | None:
+    """OpenAI's ``finish_reason`` from a reply's metadata (OpenAI's or Ollama's ``done_reason``).
+
+    ``stop``, ``length`` (cut by the token limit), ``tool_calls`` or ``content_filter``;
+    None where the server said nothing.
+    """
+    said = metadata.get("finish_reason") or metadata.get("done_reason")
+    if not isinstance(said, str) or not said:
+        return None
+    return _REASONS.get(said, "stop")
 
 
 @dataclass(frozen=True)
@@ -175,4 +202,5 @@ __all__ = [
     "pooled",
     "read_json",
     "read_text",
+    "stop_reason",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,7 @@ from promptlab.backends.wire import (
     lines,
     read_json,
     read_text,
+    stop_reason,
 )
 from promptlab.errors import (
     BackendError,
@@ -80,13 +82,14 @@ def chat_body(
     return body
 
 
-def parse_chunk(chunk: dict[str, Any], site: Site) -> tuple[str, tuple[int, int] | None]:
-    """One NDJSON object: its text, and (input, output) tokens when it is the last."""
+def parse_chunk(chunk: dict[str, Any], site: Site) -> tuple[str, Reply | None]:
+    """One NDJSON object: its text, and for the last one a Reply (no text) of its counts."""
     if "error" in chunk:
         raise BackendError(f"{site.server} failed mid-stream: {chunk['error']}")
     text = str((chunk.get("message") or {}).get("content") or "")
     if chunk.get("done"):
-        return text, (int(chunk.get("prompt_eval_count") or 0), int(chunk.get("eval_count") or 0))
+        counts = int(chunk.get("prompt_eval_count") or 0), int(chunk.get("eval_count") or 0)
+        return text, Reply("", *counts, stop_reason(chunk))
     return text, None
 
 
@@ -105,13 +108,13 @@ async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: 
             ) from None
         if not isinstance(chunk, dict):
             raise BackendResponseError(f"{site.server} at {site.url} sent {line[:80]!r}")
-        text, usage = parse_chunk(chunk, site)
+        text, end = parse_chunk(chunk, site)
         if text:
             pieces.append(text)
             if on_text is not None:
                 on_text(text)
-        if usage is not None:
-            return Reply("".join(pieces), *usage)
+        if end is not None:
+            return replace(end, text="".join(pieces))
     raise BackendResponseError(f"{site.server} at {site.url} ended its answer before done")
 
 
@@ -161,8 +164,8 @@ class OllamaChatClient(PooledChatClient):
                     f"{self.site.server} at {self.site.url} sent a body that is not JSON: "
                     "check what serves there"
                 ) from None
-            text, usage = parse_chunk(data, self.site)
-            return Reply(text, *(usage or (None, None)))
+            text, end = parse_chunk(data, self.site)
+            return replace(end, text=text) if end is not None else Reply(text)
 
 
 async def _text(response: aiohttp.ClientResponse) -> str:

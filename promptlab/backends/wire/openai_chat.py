@@ -24,6 +24,7 @@ from promptlab.backends.wire import (
     lines,
     read_json,
     read_text,
+    stop_reason,
 )
 from promptlab.errors import (
     BackendError,
@@ -74,8 +75,9 @@ def chat_body(
 def parse_completion(data: Any, site: Site) -> Reply:
     """A non-streamed answer (anything not shaped like one is a BackendResponseError)."""
     try:
-        text = data["choices"][0]["message"].get("content") or ""
-        return Reply(text, *_usage(data.get("usage")))
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        return Reply(text, *_usage(data.get("usage")), stop_reason(choice))
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         raise malformed(site, f"an answer without choices[0].message: {str(data)[:120]}") from None
 
@@ -89,6 +91,7 @@ async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: 
     """Server-sent events until ``[DONE]``: each text chunk to ``on_text``; usage at the end."""
     pieces: list[str] = []
     usage: tuple[int | None, int | None] = (None, None)
+    reason: str | None = None
     async for line in lines:
         if not line.startswith("data:"):
             continue
@@ -106,6 +109,7 @@ async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: 
         if "error" in chunk:
             raise BackendError(f"{site.server} failed mid-stream: {error_text(chunk)}")
         for choice in chunk.get("choices") or ():
+            reason = stop_reason(choice) or reason
             text = (choice.get("delta") or {}).get("content")
             if text:
                 pieces.append(text)
@@ -115,7 +119,7 @@ async def parse_stream(lines: AsyncIterator[str], on_text: OnText | None, site: 
             usage = _usage(chunk["usage"])
     else:
         raise malformed(site, "a stream that ended before [DONE]")
-    return Reply("".join(pieces), *usage)
+    return Reply("".join(pieces), *usage, reason)
 
 
 def error_text(body: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -19,6 +20,7 @@ from promptlab.promote.deploy.plan import (
     dump,
     listen_argv,
 )
+from promptlab.promote.lock import PACKAGES, Lock
 
 HF_CACHE = "/root/.cache/huggingface"
 EXTRAS = "serve,openai,tracking"
@@ -184,6 +186,19 @@ def _copied_folders(plan: Plan) -> list[str]:
     return sorted(folders - {"", "."})
 
 
+def lock_pins(lock: Lock) -> list[str]:
+    """``name==version`` for each Python package whose version the lock records.
+
+    promptlab itself is the source copied into the image; a package the promotion ran
+    without ("not installed") is left unpinned.
+    """
+    return [
+        f"{name}=={version}"
+        for name, version in sorted(lock.versions.items())
+        if name in PACKAGES and name != "promptlab" and re.fullmatch(r"\d[\w.!+-]*", version)
+    ]
+
+
 def render_dockerfile(plan: Plan) -> str:
     """The flow server's image: promptlab from this project's source, the flow and the lock."""
     lines = [
@@ -193,10 +208,12 @@ def render_dockerfile(plan: Plan) -> str:
         "FROM python:3.11-slim",
         "WORKDIR /app",
         "ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1",
-        "# promptlab itself, from the same source the promotion measured",
+        "# promptlab itself, from the same source the promotion measured, with the Python",
+        "# packages at the versions the promotion ran with (the lock's `versions`)",
         "COPY pyproject.toml README.md ./",
         "COPY promptlab/ promptlab/",
-        f'RUN pip install ".[{EXTRAS}{vectors.extras(plan)}]"',
+        f"RUN printf '%s\\n' {' '.join(lock_pins(plan.lock))} > /tmp/lock-pins.txt \\",
+        f'    && pip install -c /tmp/lock-pins.txt ".[{EXTRAS}{vectors.extras(plan)}]"',
         "COPY promptlab.toml ./",
     ]
     loose = [

@@ -515,8 +515,34 @@ def test_readme_names_the_flow_version_and_commands(lock: Lock, tmp_path: Path) 
 def test_a_retriever_on_the_embedded_store_needs_the_rag_extra(lock: Lock, tmp_path: Path) -> None:
     assert lock.retrievers == {"articles": "embedded"}
     folder = _deploy(lock, tmp_path)
-    assert 'RUN pip install ".[serve,openai,tracking,rag]"' in (folder / "Dockerfile").read_text()
+    assert (
+        'pip install -c /tmp/lock-pins.txt ".[serve,openai,tracking,rag]"'
+        in (folder / "Dockerfile").read_text()
+    )
     assert "chroma" not in (folder / "docker-compose.yaml").read_text()
+
+
+def test_the_image_installs_the_versions_the_lock_records(lock: Lock, tmp_path: Path) -> None:
+    pinned = lock.model_copy(
+        update={
+            "versions": {
+                "promptlab": "0.1.0",  # the source copied into the image
+                "pydantic": "2.14.4",
+                "langchain-core": "1.8.3",
+                "chromadb": "not installed",
+                "vllm": "0.32.0",  # a server's, not a Python package of the image
+            }
+        }
+    )
+    lines = (_deploy(pinned, tmp_path) / "Dockerfile").read_text().splitlines()
+    (run,) = [
+        i for i, line in enumerate(lines) if "/tmp/lock-pins.txt" in line and "printf" in line
+    ]
+    assert lines[run] == (
+        "RUN printf '%s\\n' langchain-core==1.8.3 pydantic==2.14.4 > /tmp/lock-pins.txt \\"
+    )
+    assert lines[run + 1].startswith('    && pip install -c /tmp/lock-pins.txt ".[serve,')
+    assert not any(line.startswith("RUN pip install") for line in lines)
 
 
 def test_a_retriever_on_a_chroma_server_deploys_the_server(lock: Lock, tmp_path: Path) -> None:
