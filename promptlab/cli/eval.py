@@ -32,6 +32,12 @@ def run_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--limit", type=positive, help="only the first N cases")
     ev.add_argument("--tag", action="append", default=[], help="only cases with this tag")
     ev.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run")
+    ev.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="call the model for every case (default: answers of the same request on the "
+        "same model come from the response cache, .promptlab/cache)",
+    )
     ev.add_argument("--json", action="store_true", help="print the summary as JSON")
     ev.add_argument("--schema", action="store_true", help="print the suite JSON schema")
 
@@ -94,6 +100,7 @@ def _run_suite(suite: Suite, args: argparse.Namespace) -> int:
         limit=args.limit,
         tags=tuple(args.tag),
         resume=args.resume,
+        cache=not args.no_cache,
     )
     from promptlab.tracking import open_store
     from promptlab.tracking.evals import EvalRecorder

@@ -66,12 +66,21 @@ class Tool(BaseTool):
 
     The name is the function's name, the description its docstring's first paragraph and
     the arguments its typed parameters (``Annotated[int, Field(description=...)]`` works).
+    ``side_effects=True`` declares a tool that changes something outside the run (sends a
+    mail, opens a ticket): promptlab's own retries never run it twice (a failed model call
+    is retried at the call, and an eval case whose such tool ran is never run again whole).
+
+    Example:
+        ```python
+        Agent(name="helper", prompt=prompt, tools=[order_status, Tool(refund, side_effects=True)])
+        ```
     """
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], *, side_effects: bool = False) -> None:
         if not callable(fn) or not getattr(fn, "__name__", None):
             raise DeclarationError(f"tool {fn!r} is not a named function: pass a def")
         self.fn = fn
+        self.side_effects = side_effects
         self.name: str = fn.__name__
         doc = inspect.getdoc(fn) or ""
         self.description = doc.split("\n\n")[0].strip() or self.name.replace("_", " ")
