@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from promptlab.cli.command import COMMANDS, Command, add_backend_flags, positive
 from promptlab.cli.common import backend_for, print_json
+from promptlab.cli.rescore import rescore_arguments, rescore_command
 from promptlab.errors import UserError
 
 if TYPE_CHECKING:
@@ -169,6 +170,17 @@ COMMANDS.register(
                 description="Per-scorer deltas of RUN_B against RUN_A with paired intervals "
                 "(McNemar), and the cases that flipped. Exit 0, or 2 on an error.",
                 arguments=compare_arguments,
+                error_code=ERROR,
+            ),
+            Command(
+                "rescore",
+                rescore_command,
+                help="score a finished run's outputs again with the suite's current scorers",
+                description="Score the outputs an eval run recorded with the suite's current "
+                "expectations, scorers and gates: no flow model call; a new run names the old "
+                "one in its rescored_from param. Exit 0: gates pass; 1: a gate failed; 2: an "
+                "error.",
+                arguments=rescore_arguments,
                 error_code=ERROR,
             ),
         ),

@@ -266,24 +266,30 @@ class Runner:
         return run
 
     async def _score(self, case: Case, run: RunResult) -> dict[str, Score]:
-        """Every applicable scorer's verdict (a case without a scorer's expectation skips it).
-
-        A scorer judges the step it reads: after a flow error, a retrieval scorer still scores
-        what the retrievers found when every one of them succeeded; the others FAIL.
-        """
-        scores = {}
+        """Every applicable scorer's verdict (see :func:`score_run`)."""
         retrieval_ok = self._retrieval_succeeded(run)
-        for s in self.scorers:
-            ctx = ScoreContext(case=case, result=run, spec=s.spec, models=self.models)
-            if not s.kind.applies(ctx):
-                continue
-            if run.error is not None and not (s.kind.reads == "retrieval" and retrieval_ok):
-                scores[s.spec.name] = Score(
-                    status="FAIL", value=0.0, detail=f"flow error: {run.error}"
-                )
-            else:
-                scores[s.spec.name] = await s.kind.score(ctx, s.settings)
-        return scores
+        return await score_run(self.scorers, self.models, case, run, retrieval_ok)
+
+
+async def score_run(
+    scorers: Sequence[Scoring], models: Models, case: Case, run: RunResult, retrieval_ok: bool
+) -> dict[str, Score]:
+    """Every applicable scorer's verdict (a case without a scorer's expectation skips it).
+
+    A scorer judges the step it reads: after a flow error, a retrieval scorer still scores
+    what the retrievers found when every one of them succeeded (``retrieval_ok``); the
+    others FAIL.
+    """
+    scores = {}
+    for s in scorers:
+        ctx = ScoreContext(case=case, result=run, spec=s.spec, models=models)
+        if not s.kind.applies(ctx):
+            continue
+        if run.error is not None and not (s.kind.reads == "retrieval" and retrieval_ok):
+            scores[s.spec.name] = Score(status="FAIL", value=0.0, detail=f"flow error: {run.error}")
+        else:
+            scores[s.spec.name] = await s.kind.score(ctx, s.settings)
+    return scores
 
 
 def _model_call_failed(run: RunResult) -> bool:

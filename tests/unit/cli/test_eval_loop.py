@@ -162,3 +162,45 @@ def test_an_aborted_eval_prints_what_ran(
     assert "says.rate" in err and "capital" not in err.split("worst cases:")[-1]
     run_id = run_id_of(err)
     assert store_of(eval_project).runs[run_id].status == "KILLED"
+
+
+def test_rescore_gives_the_same_metrics_with_no_model_call_then_new_ones_after_a_change(
+    eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_kind.default_script = ["Paris.", "The Loire."]
+    code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--json", "--concurrency", "1")
+    assert code == 0, err
+    original = json.loads(out)
+    fake_kind.default_script = []  # any model call now fails the test
+    code, out, err = cli(capsys, "eval", "rescore", original["run_id"], "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    assert calls() == 0
+    assert again["rescored_from"] == original["run_id"] != again["run_id"]
+    for name in ("says.rate", "says.mean", "error.rate"):
+        assert again["metrics"][name] == original["metrics"][name]
+    store = store_of(eval_project)
+    new_run = store.runs[again["run_id"]]
+    assert new_run.params["rescored_from"] == original["run_id"]
+    assert new_run.status == "FINISHED" and new_run.metrics["says.rate"] == [(0, 0.5)]
+    # A changed scorer: the river case now expects the Loire.
+    suite = eval_project / "evals" / "qa.yaml"
+    suite.write_text(suite.read_text().replace("{says: Seine}", "{says: Loire}"))
+    (eval_project / ".promptlab" / "evals" / f"{original['run_id']}.jsonl").unlink()
+    code, out, err = cli(capsys, "eval", "rescore", original["run_id"])  # from the store
+    assert code == 0, err
+    assert calls() == 0
+    assert "rescored 2 results" in out
+    rescored = store.runs[run_id_of(out)]
+    assert rescored.metrics["says.rate"] == [(0, 1.0)]
+
+
+def test_rescore_names_a_missing_run(
+    eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "eval", "rescore", "run404")
+    assert code == 2
+    assert one_error_line(err) == (
+        f"error: no eval run run404 in memory:{eval_project}: give a run id that "
+        "`promptlab eval` printed"
+    )
