@@ -1,7 +1,8 @@
 """The response cache: a model's answer kept under the hash of everything that decided it.
 
 A key covers the concrete model (the backend kind, the concrete model's label, and the
-weights digest where the server reports one, else its URL), the request as sent (messages,
+weights digest where the server reports one, else the hash of the weights file a profile
+names for an in-process model, else the server's URL), the request as sent (messages,
 tools, tool choice, output schema), the sampling settings (seed included), the repeat index
 of an eval and which identical request of one run this is. Entries are one JSON file each,
 written to a temporary name and renamed into place, so any number of processes and tasks
@@ -14,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -29,6 +31,7 @@ from langchain_core.messages.ai import UsageMetadata
 
 from promptlab.backends.base import Backend
 from promptlab.errors import PromptlabError
+from promptlab.hashing import file_hash
 
 CACHE_DIR = ("cache", "responses")
 
@@ -75,7 +78,7 @@ class ResponseCache:
                 digest = await backend.model_digest(logical)
             except PromptlabError:
                 digest = None
-            where = f"sha:{digest}" if digest else f"url:{backend.url(logical)}"
+            where = f"sha:{digest}" if digest else await _weights_or_url(backend, logical)
             self._identities[memo] = f"{backend.describe(logical)}|{where}"
         return self._identities[memo]
 
@@ -130,6 +133,14 @@ class ResponseCache:
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
+
+
+async def _weights_or_url(backend: Backend, logical: str) -> str:
+    """The hash of the weights file a profile names (in process), else the server's URL."""
+    path = backend.spec(logical).path
+    if path and (backend.root / path).is_file():
+        return f"file:{await asyncio.to_thread(file_hash, backend.root / path)}"
+    return f"url:{backend.url(logical)}"
 
 
 def request_key(

@@ -87,8 +87,8 @@ def test_compare_reads_both_runs_back(
 ) -> None:
     ids = []
     for script in (["Paris.", "The Loire."], ["Paris.", "The Seine."]):
-        fake_kind.default_script = script  # the same requests: only uncached, they change
-        code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1", "--no-cache")
+        fake_kind.default_script = script
+        code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
         assert code == 0, err
         ids.append(run_id_of(out))
     assert len(store_of(eval_project).prompts["qa.answer"]) == 1  # unchanged: one version

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import multiprocessing
 from collections.abc import Sequence
 from pathlib import Path
@@ -259,3 +260,32 @@ def test_retries_stop_at_the_limit_and_on_errors_that_do_not_pass(
     bad = FakeBackend(script=[BackendHTTPError("bad request", 400)])
     result = asyncio.run(Executor(flow, bad, tmp_path, retries=2).run({"question": "q"}))
     assert result.error == "bad request" and len(bad.calls) == 1
+
+
+def test_an_in_process_model_is_known_by_its_weights_file(tmp_path: Path) -> None:
+    from promptlab.config import Profile
+
+    weights = tmp_path / "model.gguf"
+    profile = Profile(name="local", kind="fake", models={"chat": {"path": "model.gguf"}})
+
+    def identity() -> str:
+        backend = FakeBackend(profile, tmp_path, script=[])
+        return asyncio.run(ResponseCache(tmp_path).identity(backend, "chat"))
+
+    weights.write_bytes(b"weights v1")
+    first = identity()
+    assert first.endswith("|file:" + hashlib.sha256(b"weights v1").hexdigest())
+    weights.write_bytes(b"weights v2")
+    assert identity() != first
+
+
+def test_the_fake_backends_class_script_stands_for_its_weights() -> None:
+    FakeBackend.default_script = ["a"]
+    try:
+        one = asyncio.run(FakeBackend().model_digest("chat"))
+        assert one == asyncio.run(FakeBackend().model_digest("chat"))
+        FakeBackend.default_script = ["b"]
+        assert asyncio.run(FakeBackend().model_digest("chat")) != one
+    finally:
+        FakeBackend.default_script = None
+    assert asyncio.run(FakeBackend(script=["a"]).model_digest("chat")) is None
