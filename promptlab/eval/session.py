@@ -87,8 +87,9 @@ def run_suite(
     """Run every selected case, check the stage's gates, and record it all with ``recorder``.
 
     Every gate of the stage is checked to be computable from the selected cases before any
-    case runs. Model answers come from the response cache where it holds them (unless
-    ``options.cache`` is off); its hits and misses are metrics of the run.
+    case runs. Model answers come from the response cache where it holds them, unless
+    ``options.cache`` is off or a gate of the stage reads latency (which only a real call
+    measures); its hits and misses are metrics of the run.
 
     Raises EvalAborted (with the command that resumes the run) when the backend keeps failing;
     the summary of what ran is printed first.
@@ -101,6 +102,9 @@ def run_suite(
     if not cases:
         raise UserError(f"{suite.path}: no case matches --tag {' '.join(list(options.tags))}")
     check_gates_computable(suite, scorers, cases, options.stage, repeats, options.tags)
+    # A latency gate measures the server: cached answers would pass it without asking.
+    timed = any(g.metric.startswith("latency.") for g in suite.gates.get(options.stage, ()))
+    cached = options.cache and not timed
     flow_hash = file_hash(split_ref(suite.flow_ref)[0])
     params = {
         "suite": suite.name,
@@ -116,7 +120,7 @@ def run_suite(
         "cases": len(cases),
         "sampling": {p.name: p.sampling.model_dump(exclude_none=True) for p in flow.prompts},
         "scorers": [s.spec.model_dump(exclude_none=True) for s in scorers],
-        "cache": "on" if options.cache else "off",
+        "cache": "on" if cached else "off",
         **dict(options.extra_params),
     }
     run_id = recorder.start(f"{suite.name} on {backend.name}", params, options.resume)
@@ -130,7 +134,7 @@ def run_suite(
     done = [r for r in journal.read() if r.error_kind != "backend"]
     finished = {r.key for r in done}
     todo = [(c, r) for r in range(repeats) for c in cases if (c.id, r) not in finished]
-    cache = ResponseCache.under(settings.state_dir, enabled=options.cache)
+    cache = ResponseCache.under(settings.state_dir, enabled=cached)
     models = BackendModels(backend, settings, cache)
     total = len(cases) * repeats
     runner = Runner(
@@ -147,7 +151,8 @@ def run_suite(
     print(
         f"eval {suite.name}: {flow.name} on {backend.name}, {len(cases)} cases x {repeats}, "
         f"concurrency {concurrency}, run {run_id}"
-        + (f" (resuming, {len(done)} done)" if done else ""),
+        + (f" (resuming, {len(done)} done)" if done else "")
+        + (", uncached: the stage gates latency" if options.cache and timed else ""),
         file=sys.stderr,
     )
     resume = f"promptlab eval {suite.path} --backend {backend.name} --resume {run_id}"

@@ -204,3 +204,16 @@ def test_rescore_names_a_missing_run(
         f"error: no eval run run404 in memory:{eval_project}: give a run id that "
         "`promptlab eval` printed"
     )
+
+
+def test_a_stage_that_gates_latency_runs_uncached(
+    eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    timed = SUITE.replace("[says.rate >= 0.5]", "[says.rate >= 0.5, latency.p95 <= 60]")
+    (eval_project / "evals" / "qa.yaml").write_text(timed)
+    fake_kind.default_script = [answer] * 10
+    for _ in range(2):
+        code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--json")
+        assert code == 0, err
+        assert calls() == 2 and "uncached: the stage gates latency" in err
+    assert store_of(eval_project).runs[json.loads(out)["run_id"]].params["cache"] == "off"
