@@ -193,6 +193,11 @@ def test_rescore_gives_the_same_metrics_with_no_model_call_then_new_ones_after_a
     assert "rescored 2 results" in out
     rescored = store.runs[run_id_of(out)]
     assert rescored.metrics["says.rate"] == [(0, 1.0)]
+    # A changed scorer kind: exact, where the answers only contain the place.
+    suite.write_text(suite.read_text().replace("kind: contains", "kind: exact"))
+    code, out, err = cli(capsys, "eval", "rescore", original["run_id"], "--json")
+    assert code == 1, err  # says.rate >= 0.5 now fails
+    assert calls() == 0 and json.loads(out)["metrics"]["says.rate"]["estimate"] == 0
 
 
 def test_rescore_names_a_missing_run(
