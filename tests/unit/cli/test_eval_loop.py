@@ -222,3 +222,19 @@ def test_a_stage_that_gates_latency_runs_uncached(
         assert code == 0, err
         assert calls() == 2 and "uncached: the stage gates latency" in err
     assert store_of(eval_project).runs[json.loads(out)["run_id"]].params["cache"] == "off"
+
+
+def test_run_uses_the_cache_only_when_asked(
+    eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_kind.default_script = [answer] * 10
+    ask = ("run", "qa.py", "-i", "question=Capital of France?", "--no-track")
+    code, out, err = cli(capsys, *ask, "--cache")
+    assert code == 0, err
+    assert calls() == 1 and "cache: 0 hits, 1 misses" in err
+    code, again, err = cli(capsys, *ask, "--cache")
+    assert code == 0, err
+    assert calls() == 0 and again == out and "cache: 1 hits, 0 misses" in err
+    code, _, err = cli(capsys, *ask)
+    assert code == 0, err
+    assert calls() == 1 and "cache:" not in err
