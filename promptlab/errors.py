@@ -12,6 +12,7 @@ PromptlabError
 │   ├── DeclarationError      an invalid Prompt / Retriever / Agent / Flow
 │   ├── ConfigError           promptlab.toml, profiles, environment overrides
 │   ├── PluginError           a backend kind, scorer or command registered twice or broken
+│   ├── UncomputableGateError a suite's gate has no data in the selected cases
 │   └── ModelRequestsBlocked  PROMPTLAB_BLOCK_MODEL_REQUESTS=1 and a real backend was called
 ├── MissingDependencyError    an optional part is not installed: "install promptlab[x]"
 ├── BackendError              the model server failed us
@@ -36,6 +37,8 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from pydantic import ValidationError
 
 
@@ -69,6 +72,10 @@ class ConfigError(UserError):
 
 class PluginError(UserError):
     """An extension (backend kind, scorer kind, command) clashes with another or does not load."""
+
+
+class UncomputableGateError(UserError):
+    """A gate names no metric of its suite, or the selected cases give its scorer no data."""
 
 
 class ModelRequestsBlocked(UserError):
@@ -189,6 +196,14 @@ class OutputValidationError(PromptlabError):
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace, newlines included, made one space."""
     return " ".join(text.split())
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"did you mean 'X'? "`` for the closest of ``known`` to ``name``, or "" if none is."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
 
 
 def first_problem(exc: ValidationError) -> tuple[str, str]:

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from promptlab.errors import PluginError, PromptlabError, UserError
+from promptlab.errors import PluginError, PromptlabError, UserError, did_you_mean
 
 T = TypeVar("T")
 NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
@@ -239,11 +239,8 @@ class Registry(Generic[T]):
         self._entries[name] = entry
 
     def _unknown(self, name: str) -> str:
-        import difflib
-
         known = sorted(self._entries)
-        close = difflib.get_close_matches(name, known, n=1)
-        guess = f"did you mean '{close[0]}'? " if close else ""
+        guess = did_you_mean(name, known)
         return f"unknown {self.what} '{name}': {guess}use one of {', '.join(known)}, or {self.hint}"
 
 

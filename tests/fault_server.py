@@ -6,8 +6,10 @@ request whose message contains a poison word always gets a 500. A message can al
 one misbehaviour with a ``MODE:`` word: ``MODE:html`` (a 200 with an HTML page),
 ``MODE:truncated`` (a 200 with half a JSON body), ``MODE:badsse`` (a stream with a line that
 is not JSON), ``MODE:retry=VALUE`` (a 429 with that Retry-After), ``MODE:slow=SECONDS`` (the
-answer after that long, unless the client leaves first). Streamed requests (``"stream":
-true``) get one SSE chunk per word, ``--chunk-delay`` apart.
+answer after that long, unless the client leaves first), ``MODE:tool=NAME`` (an agent's JSON
+call of tool NAME with no arguments), ``MODE:flaky=N`` (a 503 with ``Retry-After: 1`` for the
+first N requests of that text, then the agent's final answer ``done``). Streamed requests
+(``"stream": true``) get one SSE chunk per word, ``--chunk-delay`` apart.
 
 ``GET /counts`` returns how many requests each message text received, ``GET /stats`` how many
 requests are in progress and how many clients left before their answer; ``GET /health``
@@ -85,6 +87,16 @@ class FaultServer:
                 return False
             except TimeoutError:
                 self.send(writer, 200, completion(request["model"], "slow but sure"))
+        elif name == "tool":
+            call = json.dumps({"tool": value, "arguments": {}})
+            self.send(writer, 200, completion(request["model"], call))
+        elif name == "flaky":
+            text = str(request["messages"][-1]["content"])
+            if self.counts[text] <= int(value):
+                self.send(writer, 503, b'{"error":{"message":"overloaded"}}', retry_after="1")
+            else:
+                final = json.dumps({"tool": "final_answer", "answer": "done"})
+                self.send(writer, 200, completion(request["model"], final))
         elif name == "stream":
             await self.stream(writer, request["model"], " ".join(["word"] * int(value or 20)))
         await writer.drain()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from promptlab.cli.command import COMMANDS, Command, add_backend_flags, positive
 from promptlab.cli.common import backend_for, print_json
+from promptlab.cli.rescore import rescore_arguments, rescore_command
 from promptlab.errors import UserError
 
 if TYPE_CHECKING:
@@ -32,6 +33,12 @@ def run_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--limit", type=positive, help="only the first N cases")
     ev.add_argument("--tag", action="append", default=[], help="only cases with this tag")
     ev.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run")
+    ev.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="call the model for every case (default: answers of the same request on the "
+        "same model come from the response cache, .promptlab/cache)",
+    )
     ev.add_argument("--json", action="store_true", help="print the summary as JSON")
     ev.add_argument("--schema", action="store_true", help="print the suite JSON schema")
 
@@ -94,6 +101,7 @@ def _run_suite(suite: Suite, args: argparse.Namespace) -> int:
         limit=args.limit,
         tags=tuple(args.tag),
         resume=args.resume,
+        cache=not args.no_cache,
     )
     from promptlab.tracking import open_store
     from promptlab.tracking.evals import EvalRecorder
@@ -162,6 +170,17 @@ COMMANDS.register(
                 description="Per-scorer deltas of RUN_B against RUN_A with paired intervals "
                 "(McNemar), and the cases that flipped. Exit 0, or 2 on an error.",
                 arguments=compare_arguments,
+                error_code=ERROR,
+            ),
+            Command(
+                "rescore",
+                rescore_command,
+                help="score a finished run's outputs again with the suite's current scorers",
+                description="Score the outputs an eval run recorded with the suite's current "
+                "expectations, scorers and gates: no flow model call; a new run names the old "
+                "one in its rescored_from param. Exit 0: gates pass; 1: a gate failed; 2: an "
+                "error.",
+                arguments=rescore_arguments,
                 error_code=ERROR,
             ),
         ),

@@ -40,6 +40,12 @@ def arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--chat", action="store_true", help="multi-turn session on stdin")
     run.add_argument("--json", action="store_true", help="print the full result as JSON")
     run.add_argument("--no-track", action="store_true", help="do not record an MLflow trace")
+    run.add_argument(
+        "--cache",
+        action="store_true",
+        help="answer model calls from the response cache (.promptlab/cache) where it holds "
+        "the same request, and keep new answers there",
+    )
 
 
 def parse_inputs(args: argparse.Namespace) -> dict[str, Any]:
@@ -148,10 +154,18 @@ def run_command(args: argparse.Namespace) -> int:
     flow = load_flow(args.flow)
     inputs = parse_inputs(args)
     backend, settings = backend_for(args, flow.base_dir)
-    executor = Executor(flow, backend, settings.state_dir)
+    cache = None
+    if args.cache:
+        from promptlab.runtime.cache import ResponseCache
+
+        cache = ResponseCache.under(settings.state_dir)
+    executor = Executor(flow, backend, settings.state_dir, cache=cache)
     if args.chat:
         return _chat(flow, executor, inputs, settings, args)
     result = _once(executor, inputs, args.stream and not args.json)
+    if cache is not None:
+        stats = cache.stats
+        print(f"cache: {stats.hits} hits, {stats.misses} misses", file=sys.stderr)
     trace_id = _track(result, settings, not args.no_track)
     result.raise_for_error()
     if args.json:

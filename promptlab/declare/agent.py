@@ -75,9 +75,23 @@ class Tool(BaseTool):
     the arguments its typed parameters (``Annotated[int, Field(description=...)]`` works).
     A call that takes longer than ``timeout`` seconds is abandoned and goes back to the
     model as an error; ``Tool(fn, timeout=None)`` waits for as long as the function takes.
+    ``side_effects=True`` declares a tool that changes something outside the run (sends a
+    mail, opens a ticket): promptlab's own retries never run it twice (a failed model call
+    is retried at the call, and an eval case whose such tool ran is never run again whole).
+
+    Example:
+        ```python
+        Agent(name="helper", prompt=prompt, tools=[order_status, Tool(refund, side_effects=True)])
+        ```
     """
 
-    def __init__(self, fn: Callable[..., Any], *, timeout: float | None = 30.0) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        side_effects: bool = False,
+        timeout: float | None = 30.0,
+    ) -> None:
         if not callable(fn) or not getattr(fn, "__name__", None):
             raise DeclarationError(f"tool {fn!r} is not a named function: pass a def")
         if timeout is not None and timeout <= 0:
@@ -85,6 +99,7 @@ class Tool(BaseTool):
                 f"tool {fn.__name__}: timeout must be positive seconds, or None for no limit"
             )
         self.fn = fn
+        self.side_effects = side_effects
         self.timeout = timeout
         self.name: str = fn.__name__
         doc = inspect.getdoc(fn) or ""

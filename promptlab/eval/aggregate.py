@@ -129,9 +129,19 @@ def check_gates(gates: Sequence[Gate], table: dict[str, Metric]) -> list[GateRes
         try:
             value = value_of(gate.metric, table)
         except KeyError:
+            from promptlab.errors import did_you_mean
+
+            scorer = gate.metric.split(".", 1)[0]
+            if any(name.startswith(f"{scorer}.") for name in table):
+                raise SuiteError(
+                    f"gate `{gate}`: metric {gate.metric!r} has no data in this run (no case "
+                    f"gave scorer '{scorer}' a value): {did_you_mean(gate.metric, table)}fix "
+                    "the gate or the cases"
+                ) from None
             known = ", ".join(sorted(table))
             raise SuiteError(
-                f"gate `{gate}`: no metric {gate.metric!r} in this run (known: {known})"
+                f"gate `{gate}`: no metric {gate.metric!r} in this run: "
+                f"{did_you_mean(gate.metric, table)}use one of {known}"
             ) from None
         out.append(
             GateResult(

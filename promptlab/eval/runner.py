@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,9 +13,9 @@ from pydantic import BaseModel
 from promptlab.backends import create_backend
 from promptlab.backends.base import Backend, passing_trouble
 from promptlab.config import Settings
+from promptlab.declare.agent import Agent
 from promptlab.errors import (
     BackendError,
-    BackendHTTPError,
     BackendTimeoutError,
     InputError,
     ModelNotFoundError,
@@ -25,8 +24,10 @@ from promptlab.errors import (
 from promptlab.eval.results import CaseResult, Journal
 from promptlab.eval.scorers.base import Models, Score, ScoreContext, ScorerKind, get_scorer
 from promptlab.eval.suite import Case, ScorerSpec, Suite
+from promptlab.runtime.cache import ResponseCache, request_key
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.result import RunResult
+from promptlab.runtime.retry import backoff
 from promptlab.sampling import Sampling
 
 
@@ -45,11 +46,18 @@ def retryable(exc: PromptlabError, backend: Backend | None = None) -> bool:
 
 
 class BackendModels(Models):
-    """Scorers' model access through promptlab's backends; every call is recorded."""
+    """Scorers' model access through promptlab's backends; every call is recorded.
 
-    def __init__(self, default: Backend, settings: Settings) -> None:
+    With ``cache``, a judge's answer is looked up in the response cache first, keyed like a
+    flow's model calls (concrete model, messages, schema, greedy sampling).
+    """
+
+    def __init__(
+        self, default: Backend, settings: Settings, cache: ResponseCache | None = None
+    ) -> None:
         self.default = default
         self.settings = settings
+        self.cache = cache
         self.calls: list[dict[str, Any]] = []
         self._backends: dict[str, Backend] = {default.name: default}
 
@@ -79,10 +87,21 @@ class BackendModels(Models):
             "messages": [list(m) for m in messages],
         }
         self.calls.append(record)
+        key = None
+        if self.cache is not None:
+            identity = await self.cache.identity(target, model)
+            sampling = {"temperature": 0, "seed": 0}
+            key = request_key(identity, sent, sampling=sampling, schema=schema)
+            cached = self.cache.get(key)
+            if cached is not None:
+                record |= {"reply": cached.text, "cache": "hit"}
+                return cached.text
         try:
             reply = await chat.ainvoke(sent)
         except Exception as exc:
             raise await target.translate(exc, model) or exc from exc
+        if self.cache is not None and key is not None:
+            self.cache.put(key, reply)
         record["reply"] = reply.text
         return reply.text
 
@@ -129,10 +148,14 @@ BREAKER = 10
 class Runner:
     """Runs (case, repeat) pairs on one executor and journals each finished one.
 
-    A case whose backend failure outlives its retries is journaled as an error and the run
-    goes on (one poison input cannot stop a long eval), as long as the server still answers
-    its probe; when it does not, or when ``breaker`` cases in a row end that way, the run
-    stops (EvalAborted), and a resume retries those cases.
+    A failed model call is retried at the call (``retries`` times, by the executor), never
+    by running the case again; a case is run again whole only when it timed out or failed
+    outside a model call (retrieval), and never when a tool declared with side effects may
+    have run. A case whose backend failure outlives its retries is journaled as an error and
+    the run goes on (one poison input cannot stop a long eval), as long as the server still
+    answers its probe; when it does not, or when ``breaker`` cases in a row end that way, the
+    run stops (EvalAborted), and a resume retries those cases (not those whose side-effecting
+    tool ran).
     """
 
     executor: Executor
@@ -155,14 +178,14 @@ class Runner:
 
         async def one(case: Case, repeat: int) -> None:
             async with gate:
-                run, backend_failed = await self._attempt(case)
+                run, backend_failed = await self._attempt(case, repeat)
                 if backend_failed and not (await self.executor.backend.probe()).ok:
                     # The server itself is gone, not this case: stop, and resume later.
                     raise EvalAborted(str(run.error))
                 self._count(backend_failed, run)
                 scores = await self._score(case, run)
                 result = CaseResult.from_run(case.id, repeat, list(case.tags), run, scores)
-                if backend_failed:
+                if backend_failed and not self._side_effects_ran(run):
                     result.error_kind = "backend"
                 self.journal.append(result)
                 if self.keep_runs:
@@ -184,16 +207,20 @@ class Runner:
                 f"{self._failing} cases in a row failed on the backend, the last with: {run.error}"
             )
 
-    async def _attempt(self, case: Case) -> tuple[RunResult, bool]:
+    async def _attempt(self, case: Case, repeat: int) -> tuple[RunResult, bool]:
         """The case's run, and whether it failed on the backend after every retry."""
         for attempt in range(self.retries + 1):
             try:
-                run = await asyncio.wait_for(self.executor.run(case.inputs), self.timeout_s)
+                run = await asyncio.wait_for(
+                    self.executor.run(case.inputs, repeat=repeat, retries=self.retries),
+                    self.timeout_s,
+                )
             except TimeoutError:
                 failure: PromptlabError = BackendTimeoutError(
                     f"case '{case.id}' took longer than {self.timeout_s:g}s"
                 )
                 run = self._failed(case, failure)
+                again = not self._side_effect_tools()  # a side-effecting tool may have run
             except InputError as exc:
                 return self._failed(case, exc), False
             else:
@@ -202,12 +229,30 @@ class Runner:
                     retryable(failure, self.executor.backend) or _fatal(failure)
                 ):
                     return run, False
+                # A model call retried itself already; other steps (retrieval) did not.
+                again = not _model_call_failed(run) and not self._side_effects_ran(run)
             if _fatal(failure):
                 raise EvalAborted(str(failure)) from failure
-            if attempt == self.retries:
+            if attempt == self.retries or not again:
                 return run, True
-            await asyncio.sleep(_backoff(attempt, failure))
+            await asyncio.sleep(backoff(attempt, failure))
         raise AssertionError("unreachable")
+
+    def _retrieval_succeeded(self, run: RunResult) -> bool:
+        """Whether every retriever of the flow ran in ``run`` without an error."""
+        names = {r.name for r in self.executor.flow.retrievers}
+        done = {s.name for s in run.spans if s.kind == "RETRIEVER" and s.error is None}
+        return bool(names) and names <= done
+
+    def _side_effect_tools(self) -> set[str]:
+        """The flow's tools declared with side effects."""
+        steps = self.executor.flow.steps
+        return {t.name for a in steps if isinstance(a, Agent) for t in a.tools if t.side_effects}
+
+    def _side_effects_ran(self, run: RunResult) -> bool:
+        """Whether a tool declared with side effects ran in ``run``."""
+        risky = self._side_effect_tools()
+        return any(c.tool in risky for c in run.tool_calls)
 
     def _failed(self, case: Case, exc: PromptlabError) -> RunResult:
         run = RunResult(
@@ -221,26 +266,35 @@ class Runner:
         return run
 
     async def _score(self, case: Case, run: RunResult) -> dict[str, Score]:
-        """Every applicable scorer's verdict (a case without a scorer's expectation skips it)."""
-        scores = {}
-        for s in self.scorers:
-            ctx = ScoreContext(case=case, result=run, spec=s.spec, models=self.models)
-            if not s.kind.applies(ctx):
-                continue
-            if run.error is not None:
-                scores[s.spec.name] = Score(
-                    status="FAIL", value=0.0, detail=f"flow error: {run.error}"
-                )
-            else:
-                scores[s.spec.name] = await s.kind.score(ctx, s.settings)
-        return scores
+        """Every applicable scorer's verdict (see :func:`score_run`)."""
+        retrieval_ok = self._retrieval_succeeded(run)
+        return await score_run(self.scorers, self.models, case, run, retrieval_ok)
 
 
-def _backoff(attempt: int, failure: BaseException) -> float:
-    """Exponential backoff with jitter, or longer when the server asked (Retry-After)."""
-    pause: float = min(8.0, 0.5 * 2**attempt) * (1 + random.random() / 4)
-    asked = failure.retry_after if isinstance(failure, BackendHTTPError) else None
-    return max(pause, min(asked, 60.0)) if asked is not None else pause
+async def score_run(
+    scorers: Sequence[Scoring], models: Models, case: Case, run: RunResult, retrieval_ok: bool
+) -> dict[str, Score]:
+    """Every applicable scorer's verdict (a case without a scorer's expectation skips it).
+
+    A scorer judges the step it reads: after a flow error, a retrieval scorer still scores
+    what the retrievers found when every one of them succeeded (``retrieval_ok``); the
+    others FAIL.
+    """
+    scores = {}
+    for s in scorers:
+        ctx = ScoreContext(case=case, result=run, spec=s.spec, models=models)
+        if not s.kind.applies(ctx):
+            continue
+        if run.error is not None and not (s.kind.reads == "retrieval" and retrieval_ok):
+            scores[s.spec.name] = Score(status="FAIL", value=0.0, detail=f"flow error: {run.error}")
+        else:
+            scores[s.spec.name] = await s.kind.score(ctx, s.settings)
+    return scores
+
+
+def _model_call_failed(run: RunResult) -> bool:
+    """Whether the run ended on a model call (which the executor retried already)."""
+    return any(span.kind == "CHAT_MODEL" and span.error for span in run.spans)
 
 
 def _fatal(exc: BaseException) -> bool:

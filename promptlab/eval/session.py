@@ -19,6 +19,7 @@ from promptlab.config import Settings
 from promptlab.declare.flow import Flow
 from promptlab.errors import UserError
 from promptlab.eval.aggregate import GateResult, Metric, check_gates, metrics, worst
+from promptlab.eval.checks import check_gates_computable
 from promptlab.eval.results import CaseResult, Journal
 from promptlab.eval.runner import (
     BackendModels,
@@ -30,6 +31,7 @@ from promptlab.eval.runner import (
 )
 from promptlab.eval.suite import Case, Stage, Suite
 from promptlab.hashing import file_hash
+from promptlab.runtime.cache import ResponseCache
 from promptlab.runtime.executor import Executor
 from promptlab.runtime.loader import load_flow, split_ref
 from promptlab.runtime.result import RunResult
@@ -46,6 +48,8 @@ class Options:
     tags: tuple[str, ...] = ()
     resume: str | None = None
     extra_params: tuple[tuple[str, str], ...] = ()
+    #: Look model answers up in the response cache first (``--no-cache``: off).
+    cache: bool = True
 
 
 class Recorder(Protocol):
@@ -82,7 +86,13 @@ def run_suite(
 ) -> Outcome:
     """Run every selected case, check the stage's gates, and record it all with ``recorder``.
 
-    Raises EvalAborted (with the command that resumes the run) when the backend keeps failing.
+    Every gate of the stage is checked to be computable from the selected cases before any
+    case runs. Model answers come from the response cache where it holds them, unless
+    ``options.cache`` is off or a gate of the stage reads latency (which only a real call
+    measures); its hits and misses are metrics of the run.
+
+    Raises EvalAborted (with the command that resumes the run) when the backend keeps failing;
+    the summary of what ran is printed first.
     """
     flow = load_flow(suite.flow_ref)
     scorers = resolve_scorers(suite)
@@ -91,6 +101,10 @@ def run_suite(
     cases = select(suite.cases(), tags=list(options.tags), limit=options.limit)
     if not cases:
         raise UserError(f"{suite.path}: no case matches --tag {' '.join(list(options.tags))}")
+    check_gates_computable(suite, scorers, cases, options.stage, repeats, options.tags)
+    # A latency gate measures the server: cached answers would pass it without asking.
+    timed = any(g.metric.startswith("latency.") for g in suite.gates.get(options.stage, ()))
+    cached = options.cache and not timed
     flow_hash = file_hash(split_ref(suite.flow_ref)[0])
     params = {
         "suite": suite.name,
@@ -106,6 +120,7 @@ def run_suite(
         "cases": len(cases),
         "sampling": {p.name: p.sampling.model_dump(exclude_none=True) for p in flow.prompts},
         "scorers": [s.spec.model_dump(exclude_none=True) for s in scorers],
+        "cache": "on" if cached else "off",
         **dict(options.extra_params),
     }
     run_id = recorder.start(f"{suite.name} on {backend.name}", params, options.resume)
@@ -119,10 +134,11 @@ def run_suite(
     done = [r for r in journal.read() if r.error_kind != "backend"]
     finished = {r.key for r in done}
     todo = [(c, r) for r in range(repeats) for c in cases if (c.id, r) not in finished]
-    models = BackendModels(backend, settings)
+    cache = ResponseCache.under(settings.state_dir, enabled=cached)
+    models = BackendModels(backend, settings, cache)
     total = len(cases) * repeats
     runner = Runner(
-        executor=Executor(flow, backend, settings.state_dir),
+        executor=Executor(flow, backend, settings.state_dir, cache=cache),
         scorers=scorers,
         journal=journal,
         models=models,
@@ -135,7 +151,8 @@ def run_suite(
     print(
         f"eval {suite.name}: {flow.name} on {backend.name}, {len(cases)} cases x {repeats}, "
         f"concurrency {concurrency}, run {run_id}"
-        + (f" (resuming, {len(done)} done)" if done else ""),
+        + (f" (resuming, {len(done)} done)" if done else "")
+        + (", uncached: the stage gates latency" if options.cache and timed else ""),
         file=sys.stderr,
     )
     resume = f"promptlab eval {suite.path} --backend {backend.name} --resume {run_id}"
@@ -144,6 +161,7 @@ def run_suite(
             asyncio.run(runner.run(todo))
     except EvalAborted as exc:
         recorder.abort(run_id)
+        _print_partial(suite, backend, options, run_id, done + [r for r, _ in runner.runs])
         finished_now = len(done) + len(runner.runs)
         raise EvalAborted(
             f"{exc}; stopped with {finished_now}/{total} results kept: fix the backend, then "
@@ -154,8 +172,13 @@ def run_suite(
         print(f"\ninterrupted: continue with `{resume}`", file=sys.stderr)
         raise
     results = done + [r for r, _ in runner.runs]
-    table = metrics(results, [s.spec.name for s in scorers])
-    gates = check_gates(suite.gates.get(options.stage, ()), table)
+    table = metrics(results, [s.spec.name for s in scorers]) | cache_metrics(cache)
+    try:
+        gates = check_gates(suite.gates.get(options.stage, ()), table)
+    except UserError:
+        recorder.abort(run_id)
+        _print_partial(suite, backend, options, run_id, results, table)
+        raise
     recorder.register_prompts(flow, flow_hash)
     recorder.finish(
         run_id,
@@ -167,6 +190,35 @@ def run_suite(
         models.calls,
     )
     return Outcome(suite.name, run_id, backend.name, options.stage, table, gates, results)
+
+
+def cache_metrics(cache: ResponseCache) -> dict[str, Metric]:
+    """The response cache's hits and misses (misses are the model calls made) as metrics."""
+    stats = cache.stats
+    lookups = stats.hits + stats.misses
+    return {
+        "cache.hits": Metric.point("cache.hits", float(stats.hits), lookups),
+        "cache.misses": Metric.point("cache.misses", float(stats.misses), lookups),
+    }
+
+
+def _print_partial(
+    suite: Suite,
+    backend: Backend,
+    options: Options,
+    run_id: str,
+    results: list[CaseResult],
+    table: dict[str, Metric] | None = None,
+) -> None:
+    """The summary of what ran, on stderr, for an eval that ends in an error."""
+    if not results:
+        return
+    if table is None:
+        names = sorted({n for r in results for n in r.scores})
+        table = metrics(results, names)
+    outcome = Outcome(suite.name, run_id, backend.name, options.stage, table, [], results)
+    print(f"what ran before the error ({len(results)} results):", file=sys.stderr)
+    print(outcome.report(), file=sys.stderr)
 
 
 def _selection(cases: list[Case], repeats: int) -> dict[str, Any]:

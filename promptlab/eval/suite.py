@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from promptlab.errors import UserError, first_problem, one_line
+from promptlab.errors import UserError, did_you_mean, first_problem, one_line
 
 Stage = Literal["dev", "prod"]
 OPERATIONAL = ("latency", "tokens_in", "tokens_out", "error")
@@ -182,9 +182,11 @@ class Suite(BaseModel):
         known = {*names, *OPERATIONAL}
         for stage, gates in self.gates.items():
             for gate in gates:
-                if gate.metric.split(".")[0] not in known:
+                base = gate.metric.split(".")[0]
+                if base not in known:
                     raise ValueError(
-                        f"{stage} gate `{gate}` names no scorer or operational metric "
+                        f"{stage} gate `{gate}` names no scorer or operational metric"
+                        f"{': ' + did_you_mean(base, known) if did_you_mean(base, known) else ' '}"
                         f"(scorers: {', '.join(names)}; also {', '.join(OPERATIONAL)})"
                     )
         return self

@@ -83,7 +83,9 @@ def promote(request: Request, settings: Settings, say: Say = _say) -> Report:
         else:
             say(f"prod eval on {prod.name} (stage prod) ...")
             extra = (("lock_hash", lock.digest), ("promotion", lock.version))
-            prod_options = Options(stage="prod", limit=request.limit, extra_params=extra)
+            prod_options = Options(  # promotion measures prod afresh, never from a cache
+                stage="prod", limit=request.limit, extra_params=extra, cache=False
+            )
             recorder = EvalRecorder(open_store(prod_settings))
             report.prod = run_suite(suite, prod, prod_settings, prod_options, recorder)
             report.non_inferiority = non_inferiority(baseline[1], report.prod.results, lock.margins)

@@ -24,8 +24,10 @@ from promptlab.declare.flow import Flow
 from promptlab.declare.prompt import Prompt
 from promptlab.declare.retriever import Retriever, format_context
 from promptlab.errors import BackendError, ContextWindowError, PromptlabError
+from promptlab.runtime.cache import ResponseCache, request_key
 from promptlab.runtime.index import Index, open_index
 from promptlab.runtime.result import RunResult
+from promptlab.runtime.retry import backoff
 from promptlab.runtime.trace import Recorder
 from promptlab.sampling import Sampling
 
@@ -42,15 +44,30 @@ class Executor:
     :class:`~promptlab.backends.wire.ChatClient` (its fast path, ``fast_pool`` connections)
     where the backend has one, instead of its LangChain chat model; results, spans, errors
     and checks are the same either way.
+
+    With ``cache``, each model call is first looked up in the response cache (retrieval and
+    tools still run; a hit skips the model). ``retries`` retries a model call that failed
+    with the server's passing trouble (the backend's ``should_retry``), after a backoff that
+    honours Retry-After; the call is retried, never the run, so a tool that ran before it
+    does not run again.
     """
 
     def __init__(
-        self, flow: Flow, backend: Backend, state_dir: Path, *, fast_pool: int | None = None
+        self,
+        flow: Flow,
+        backend: Backend,
+        state_dir: Path,
+        *,
+        fast_pool: int | None = None,
+        cache: ResponseCache | None = None,
+        retries: int = 0,
     ) -> None:
         self.flow = flow
         self.backend = backend
         self.state_dir = state_dir
         self.fast_pool = fast_pool
+        self.cache = cache
+        self.retries = retries
         # Per event loop: async HTTP clients are bound to the loop that created them.
         self._models: WeakKeyDictionary[AbstractEventLoop, dict[Any, BaseChatModel]]
         self._models = WeakKeyDictionary()
@@ -61,12 +78,20 @@ class Executor:
         self._tools_native: dict[str, bool] = {}
 
     async def run(
-        self, inputs: Any, on_token: OnToken | None = None, *, blocking: bool = False
+        self,
+        inputs: Any,
+        on_token: OnToken | None = None,
+        *,
+        blocking: bool = False,
+        repeat: int = 0,
+        retries: int | None = None,
     ) -> RunResult:
         """Run the flow once; the result carries the output, or the error that ended it.
 
         ``blocking`` makes model calls through the clients' synchronous paths (for a caller
-        that owns this event loop and waits on it anyway: see ``run_blocking``).
+        that owns this event loop and waits on it anyway: see ``run_blocking``). ``repeat``
+        (an eval's repeat index) is part of every cache key; ``retries`` overrides the
+        executor's retries of each model call.
         """
         started = time.perf_counter()
         validated = self.flow.validate_input(inputs)
@@ -78,6 +103,8 @@ class Executor:
             inputs=validated.model_dump(mode="json"),
         )
         call = _Call(self, result, Recorder(), started, blocking)
+        call.repeat = repeat
+        call.retries = self.retries if retries is None else retries
         root = call.recorder.open(
             self.flow.name, "CHAIN", None, result.inputs, backend=self.backend.name
         )
@@ -176,6 +203,9 @@ class _Call:
         self.recorder = recorder
         self.started = started
         self.blocking = blocking
+        self.repeat = 0
+        self.retries = 0
+        self._seen: dict[str, int] = {}
 
     async def step(
         self,
@@ -258,24 +288,20 @@ class _Call:
             sampling=prompt.sampling.model_dump(exclude_none=True),
             **({"client": "fast path"} if client is not None else {}),
         )
-        try:
-            if client is not None:
-                message = await self._fast(client, messages, on_token)
-            elif on_token is not None:
-                runnable = self._runnable(prompt, schema, tools, tool_choice)
-                message = await self._stream(runnable, messages, on_token)
-            else:
-                runnable = self._runnable(prompt, schema, tools, tool_choice)
-                reply = (
-                    runnable.invoke(messages) if self.blocking else await runnable.ainvoke(messages)
-                )
-                message = reply if isinstance(reply, AIMessage) else AIMessage(reply.content)
-            self.ex.backend.check_response(message, logical)
-        except PromptlabError as exc:
-            self.recorder.close(span, error=str(exc))
-            raise
-        except Exception as exc:
-            raise await self._translate(exc, logical, span) from exc
+        key = await self._cache_key(prompt, messages, schema, tools, tool_choice)
+        cached = self.ex.cache.get(key) if self.ex.cache is not None and key else None
+        if cached is not None:
+            message = cached
+            if on_token is not None and message.text:
+                if self.result.ttft_s is None:
+                    self.result.ttft_s = time.perf_counter() - self.started
+                on_token(message.text)  # a cached answer streams as one chunk
+        else:
+            message = await self._send(
+                prompt, client, messages, span, schema, tools, tool_choice, on_token
+            )
+            if self.ex.cache is not None and key:
+                self.ex.cache.put(key, message)
         usage = message.usage_metadata
         if usage:
             self.result.usage.add(usage["input_tokens"], usage["output_tokens"])
@@ -286,8 +312,86 @@ class _Call:
             span,
             {"content": message.text, "tool_calls": message.tool_calls},
             usage=dict(usage or {}),
+            **({"cache": "hit"} if cached is not None else {}),
         )
         return message
+
+    async def _cache_key(
+        self,
+        prompt: Prompt,
+        messages: list[BaseMessage],
+        schema: dict[str, Any] | None,
+        tools: list[dict[str, Any]] | None,
+        tool_choice: str | None,
+    ) -> str | None:
+        """The request's cache key (None without a cache); the n-th same request differs."""
+        cache = self.ex.cache
+        if cache is None:
+            return None
+        identity = await cache.identity(self.ex.backend, prompt.model)
+        sampling = prompt.sampling.model_dump(mode="json", exclude_none=True)
+        base = request_key(
+            identity,
+            messages,
+            sampling=sampling,
+            schema=schema,
+            tools=tools,
+            tool_choice=tool_choice,
+            salt=(self.repeat,),
+        )
+        seen = self._seen[base] = self._seen.get(base, -1) + 1
+        return base if seen == 0 else request_key(base, [], sampling={}, salt=(seen,))
+
+    async def _send(
+        self,
+        prompt: Prompt,
+        client: ChatClient | None,
+        messages: list[BaseMessage],
+        span: int,
+        schema: dict[str, Any] | None,
+        tools: list[dict[str, Any]] | None,
+        tool_choice: str | None,
+        on_token: OnToken | None,
+    ) -> AIMessage:
+        """The model's answer, the call retried on passing trouble before any token streamed."""
+        logical = prompt.model
+        streamed = False
+
+        def emit(text: str) -> None:
+            nonlocal streamed
+            streamed = True
+            if on_token is not None:
+                on_token(text)
+
+        sink = emit if on_token is not None else None
+        attempt = 0
+        while True:
+            try:
+                if client is not None:
+                    message = await self._fast(client, messages, sink)
+                elif sink is not None:
+                    runnable = self._runnable(prompt, schema, tools, tool_choice)
+                    message = await self._stream(runnable, messages, sink)
+                else:
+                    runnable = self._runnable(prompt, schema, tools, tool_choice)
+                    reply = (
+                        runnable.invoke(messages)
+                        if self.blocking
+                        else await runnable.ainvoke(messages)
+                    )
+                    message = reply if isinstance(reply, AIMessage) else AIMessage(reply.content)
+                self.ex.backend.check_response(message, logical)
+                return message
+            except PromptlabError as exc:
+                error = exc
+            except Exception as exc:
+                error = await self._translate(exc, logical, None)
+                error.__cause__ = exc
+            if attempt >= self.retries or streamed or not self.ex.backend.should_retry(error):
+                self.recorder.close(span, error=str(error), attempts=attempt + 1)
+                raise error
+            await asyncio.sleep(backoff(attempt, error))
+            attempt += 1
 
     def _runnable(
         self,
@@ -352,14 +456,15 @@ class _Call:
             response_metadata=total.response_metadata,
         )
 
-    async def _translate(self, exc: Exception, logical: str, span: int) -> PromptlabError:
+    async def _translate(self, exc: Exception, logical: str, span: int | None) -> PromptlabError:
         """The promptlab error for a client's exception (unknown ones become BackendError)."""
         backend = self.ex.backend
         translated = await backend.translate(exc, logical) or BackendError(
             f"{backend.name} failed: {type(exc).__name__}: {exc} (set PROMPTLAB_DEBUG=1 for "
             "the traceback)"
         )
-        self.recorder.close(span, error=str(translated))
+        if span is not None:
+            self.recorder.close(span, error=str(translated))
         return translated
 
 

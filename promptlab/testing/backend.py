@@ -21,6 +21,7 @@ message. A scripted run that makes more calls than scripted fails with ScriptExh
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -264,8 +265,10 @@ class FakeBackend(Backend):
         usage: tuple[int, int] = (7, 3),
     ) -> None:
         super().__init__(profile or fake_profile(), root or Path.cwd())
+        self._scripted_by_class: str | None = None
         if script is None and self.default_script:
             script = list(self.default_script)
+            self._scripted_by_class = _fingerprint(script)
         self.script = Script(None if script is None else iter(script))
         self.native = native
         self.refuse_tools = refuse_tools
@@ -310,6 +313,14 @@ class FakeBackend(Backend):
         served = tuple(self.spec(logical).label for logical in self.profile.models)
         return Probe(True, self.profile.url or "fake://", "scripted", served)
 
+    async def model_digest(self, logical: str) -> str | None:
+        """The class-wide script stands for the weights: a new ``default_script``, a new model.
+
+        So a cached eval on the CLI's fake backend misses when a test scripts other answers
+        (an instance given its own ``script`` reports no digest).
+        """
+        return self._scripted_by_class
+
     async def native_tools(self, logical: str) -> bool:
         """Whether tools are sent natively (``native=True``) or through the JSON loop."""
         return self.native
@@ -325,6 +336,19 @@ class FakeBackend(Backend):
         if isinstance(exc, OverflowError):
             return ContextWindowError(f"the fake model's window is too small: {exc}")
         return None
+
+
+def _fingerprint(script: Sequence[ScriptItem]) -> str:
+    """A stable digest of a script's items (a callable by its qualified name)."""
+    parts = []
+    for item in script:
+        if isinstance(item, AIMessage):
+            parts.append(item.model_dump_json())
+        elif isinstance(item, BaseException | str):
+            parts.append(repr(item))
+        else:
+            parts.append(getattr(item, "__qualname__", repr(item)))
+    return "fake-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def fake_profile(name: str = "fake", **models: str) -> Profile:

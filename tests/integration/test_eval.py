@@ -107,6 +107,7 @@ def test_a_killed_backend_is_reported_and_resume_completes_the_run(
         "ollama",
         "--limit",
         "12",
+        "--no-cache",  # answers cached by an earlier session would finish before the kill
     ]
     proc = subprocess.Popen(
         args,
@@ -148,6 +149,7 @@ def test_a_killed_backend_is_reported_and_resume_completes_the_run(
             "12",
             "--resume",
             run_id,
+            "--no-cache",
             env={**backend_env, **env},
         )
     finally:

@@ -183,3 +183,89 @@ def test_an_eval_killed_20_times_resumes_to_exactly_every_case(tmp_path: Path) -
         f"\nkilled {kills} times with SIGKILL: {cases} results, {len(keys)} journal records, "
         f"every line parses, most sends of one case {max(sent.values())}"
     )
+
+
+AGENT_FLOW = """
+from pathlib import Path
+
+from pydantic import BaseModel
+from promptlab import Agent, Flow, Prompt, Tool
+
+COUNTER = Path(__file__).with_name("counter.txt")
+
+
+class Ask(BaseModel):
+    text: str
+
+
+def count() -> str:
+    \"\"\"Count one (a side effect: appends a line to counter.txt).\"\"\"
+    with COUNTER.open("a") as handle:
+        handle.write("ran\\n")
+    return "MODE:flaky=2"
+
+
+desk = Flow(
+    name="desk",
+    description="Calls its counting tool, then answers.",
+    input=Ask,
+    steps=[
+        Agent(
+            name="counter",
+            prompt=Prompt(name="ask", user="{text}", temperature=0, max_tokens=32),
+            tools=[Tool(count, side_effects=True)],
+            tool_mode="json",
+        )
+    ],
+)
+"""
+
+AGENT_SUITE = """flow: flow.py
+dataset:
+  cases:
+    - {id: counted, inputs: {text: "MODE:tool=count"}, expect: {answer: done}}
+scorers:
+  - {name: answer, kind: contains}
+settings:
+  retries: 3
+gates:
+  dev:
+    - answer.rate == 1
+    - error.rate == 0
+"""
+
+
+def test_a_side_effecting_tool_runs_once_when_the_next_model_call_fails_twice(
+    tmp_path: Path,
+) -> None:
+    server = fault_server()
+    try:
+        write_project(tmp_path, f"{server.url}/v1", 0)
+        (tmp_path / "flow.py").write_text(AGENT_FLOW)
+        (tmp_path / "suite.yaml").write_text(AGENT_SUITE)
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "promptlab", "eval", "suite.yaml", "--json", "--no-cache"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        took = time.perf_counter() - started
+        sent = counts(server)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["passed"] and summary["metrics"]["answer.rate"]["estimate"] == 1
+    ran = (tmp_path / "counter.txt").read_text().splitlines()
+    assert ran == ["ran"]  # the tool ran once: the failed model call was retried, not the case
+    assert sent["MODE:tool=count"] == 1
+    assert sent["Result of count: MODE:flaky=2"] == 3  # two 503s, then the answer
+    assert took >= 2  # each retry waited the server's Retry-After: 1
+    print(
+        f"\nside-effecting tool, then two 503s (Retry-After: 1) on the next model call: case "
+        f"passed, tool counter {len(ran)}, model call sent {sent['Result of count: MODE:flaky=2']}"
+        f" times, {took:.1f} s"
+    )

@@ -34,6 +34,7 @@ from promptlab.runtime.result import RunResult
 from promptlab.text import as_text
 
 Status = Literal["PASS", "FAIL", "ERROR"]
+Reads = Literal["output", "retrieval"]
 MISSING: Any = object()
 
 
@@ -131,6 +132,9 @@ class ScorerKind:
     fn: ScorerFn
     settings: type[BaseModel]
     needs_expectation: bool
+    #: The step the scorer judges: the flow's output, or what its retrievers found (scored
+    #: even when a later step failed, if every retriever succeeded).
+    reads: Reads = "output"
 
     def configure(self, spec: ScorerSpec) -> BaseModel:
         """Validate a suite's settings for this kind (unknown keys are errors)."""
@@ -182,9 +186,16 @@ SCORERS: Registry[ScorerKind] = Registry(
 
 
 def scorer(
-    name: str, *, settings: type[BaseModel] = NoSettings, needs_expectation: bool = True
+    name: str,
+    *,
+    settings: type[BaseModel] = NoSettings,
+    needs_expectation: bool = True,
+    reads: Reads = "output",
 ) -> Callable[[ScorerFn], ScorerFn]:
     """Register a scorer kind under ``name`` (settings: a pydantic model, extra="forbid").
+
+    ``reads="retrieval"`` marks a kind that judges only what the retrievers found: it still
+    scores a case whose later step (the chat model) failed, when retrieval succeeded.
 
     Plugins namespace their kinds (``acme.exact``); a name registered by two different
     modules is an error naming both.
@@ -199,7 +210,7 @@ def scorer(
 
     def register(fn: ScorerFn) -> ScorerFn:
         SCORERS.register(
-            name, ScorerKind(name, fn, settings, needs_expectation), source=source_of(fn)
+            name, ScorerKind(name, fn, settings, needs_expectation, reads), source=source_of(fn)
         )
         return fn
 

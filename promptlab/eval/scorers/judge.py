@@ -182,6 +182,8 @@ async def groundedness(ctx: ScoreContext, settings: JudgeModelSettings) -> Score
     """
     if not ctx.result.retrieved:
         return Score.error("nothing was retrieved, so there is no context to ground the answer")
+    if not any(doc.text for doc in ctx.result.retrieved):
+        return Score.error("the retrieved texts were not recorded (a rescored run): run the eval")
     context = "\n\n".join(
         f"[{n}] {doc.title} ({doc.id})\n{doc.text}" for n, doc in enumerate(ctx.result.retrieved, 1)
     )

@@ -44,7 +44,7 @@ def _retrieved_ids(ctx: ScoreContext, k: int | None) -> list[str]:
     return list(dict.fromkeys(doc.id for doc in ctx.result.retrieved))[:k]
 
 
-@scorer("retrieval_recall", settings=RecallSettings)
+@scorer("retrieval_recall", settings=RecallSettings, reads="retrieval")
 def retrieval_recall(ctx: ScoreContext, settings: RecallSettings) -> Score:
     """The fraction of expected documents among the first ``k`` retrieved (recall@k).
 
@@ -62,7 +62,7 @@ def retrieval_recall(ctx: ScoreContext, settings: RecallSettings) -> Score:
     return Score.check(recall >= settings.threshold, recall, f"missed {missed}" if missed else "")
 
 
-@scorer("mrr", settings=MrrSettings)
+@scorer("mrr", settings=MrrSettings, reads="retrieval")
 def mrr(ctx: ScoreContext, settings: MrrSettings) -> Score:
     """The reciprocal rank of the first expected document retrieved (its mean is the MRR).
 

@@ -212,7 +212,7 @@ def test_gates_use_estimates_or_interval_bounds() -> None:
     )
     assert [g.passed for g in verdicts] == [True, False, True]
     assert value_of("ok.rate.low", table) == pytest.approx(0.49, abs=0.01)
-    with pytest.raises(SuiteError, match=r"known: .*ok\.rate"):
+    with pytest.raises(SuiteError, match=r"use one of .*ok\.rate"):
         check_gates([Gate.parse("accuracy.mean >= 1")], table)
 
 
@@ -263,7 +263,8 @@ def test_a_case_without_the_expectation_is_not_scored(tmp_path: Path) -> None:
 
 def test_backoff_honours_retry_after() -> None:
     from promptlab.errors import BackendHTTPError
-    from promptlab.eval.runner import _backoff, retryable
+    from promptlab.eval.runner import retryable
+    from promptlab.runtime.retry import backoff as _backoff
 
     busy = BackendHTTPError("busy", 429, retry_after=5)
     assert retryable(busy) and not retryable(BackendHTTPError("bad", 400))

@@ -98,4 +98,6 @@ def test_missing_suite_and_invalid_yaml(tmp_path: Path) -> None:
 def test_a_gate_on_an_unknown_scorer_is_refused_at_load(tmp_path: Path) -> None:
     with pytest.raises(SuiteError, match=r"names no scorer .*scorers: s"):
         load_suite(write(tmp_path, BASE + 'gates: {dev: ["accuracy.rate >= 1"]}\n'))
+    with pytest.raises(SuiteError, match=r"metric: did you mean 'latency'\? \(scorers"):
+        load_suite(write(tmp_path, BASE + 'gates: {dev: ["latncy.p95 <= 1"]}\n'))
     assert load_suite(write(tmp_path, BASE + 'gates: {dev: ["s.rate >= 1", "latency.p95 <= 2"]}\n'))
