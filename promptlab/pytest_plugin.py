@@ -253,15 +253,15 @@ class CaseItem(pytest.Item):
                     detail = f" ({score.detail})" if score.detail else ""
                     problems.append(f"{prefix}{name} {score.status}{detail}")
             self.user_properties.append((f"scores#{r.repeat}", _scores(r)))
+        if not results:
+            raise EvalFailure(f"case {self.case_id} did not run in eval {outcome.run_id}")
         if problems:
             import json
 
-            shown = results[0].output if results else None
-            raise EvalFailure(
-                "; ".join(problems)
-                + f"\ninputs: {json.dumps(results[0].inputs, default=str)[:500]}" * bool(results)
-                + f"\noutput: {json.dumps(shown, ensure_ascii=False, default=str)[:500]}"
-            )
+            first = results[0]
+            inputs = json.dumps(first.inputs, ensure_ascii=False, default=str)[:500]
+            output = json.dumps(first.output, ensure_ascii=False, default=str)[:500]
+            raise EvalFailure(f"{'; '.join(problems)}\ninputs: {inputs}\noutput: {output}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         """The failing scorers, the inputs and the output (no traceback)."""
