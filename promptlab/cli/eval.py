@@ -37,6 +37,13 @@ def run_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--limit", type=positive, help="only the first N cases")
     ev.add_argument("--tag", action="append", default=[], help="only cases with this tag")
     ev.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run")
+    ev.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="PROFILE[:LOGICAL=NAME]",
+        help="run the suite on each variant (repeat; 2 or more) and report them side by side",
+    )
     add_format_flags(ev, "the summary")
     ev.add_argument(
         "--baseline",
@@ -85,6 +92,8 @@ def eval_command(args: argparse.Namespace) -> int:
     outcomes: list[Outcome] = []
     reports: list[str] = []
     code = 0
+    if args.variant:
+        return max(_run_variants(suite, args, fmt) for suite in find_suites(args.targets))
     for suite in find_suites(args.targets):
         ran = _run_suite(suite, args)
         if ran is None:
@@ -180,6 +189,80 @@ def _run_suite(suite: Suite, args: argparse.Namespace) -> tuple[Outcome, Trackin
         return None
     tag_branch(store, outcome.run_id, suite.path.parent)
     return outcome, store
+
+
+def _run_variants(suite: Suite, args: argparse.Namespace, fmt: str) -> int:
+    """Run ``suite`` on every variant (distinct profiles at once) under one parent run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from promptlab.eval.report_formats import Baseline, eval_junit, eval_markdown
+    from promptlab.eval.session import Options, run_suite
+    from promptlab.eval.variants import paired, parse_variants, side_by_side
+    from promptlab.runtime.loader import load_flow
+    from promptlab.tracking import open_store, tracked_run
+    from promptlab.tracking.evals import EvalRecorder
+
+    if args.backend or args.model or args.resume:
+        raise UserError("--variant names the backends and models: drop --backend/-m/--resume")
+    variants = parse_variants(args.variant)
+    flow = load_flow(suite.flow_ref)
+    options = Options(
+        stage=args.stage,
+        repeats=args.repeats,
+        concurrency=args.concurrency,
+        limit=args.limit,
+        tags=tuple(args.tag),
+    )
+    chosen = [
+        backend_for(
+            argparse.Namespace(backend=v.profile, url=None, model=list(v.models)), flow.base_dir
+        )
+        for v in variants
+    ]  # every profile and override checked before anything runs
+    store = open_store(chosen[0][1])
+    labels = [v.label for v in variants]
+    params = {"suite": suite.name, "flow": flow.name, "variants": json.dumps(labels)}
+    tags = {"promptlab.kind": "eval-variants"}
+    with tracked_run(store, f"{suite.name}: {len(labels)} variants", params, tags) as parent:
+        by_profile: dict[str, list[int]] = {}
+        for i, v in enumerate(variants):
+            by_profile.setdefault(v.profile, []).append(i)
+        outcomes: dict[int, Outcome] = {}
+
+        def run_group(indexes: list[int]) -> None:
+            for i in indexes:
+                backend, settings = chosen[i]
+                outcome = run_suite(suite, backend, settings, options, EvalRecorder(store))
+                run_tags = {"mlflow.parentRunId": parent, "promptlab.variant": labels[i]}
+                store.set_tags(outcome.run_id, run_tags)
+                outcomes[i] = outcome
+
+        with ThreadPoolExecutor(len(by_profile)) as pool:
+            for done in [pool.submit(run_group, group) for group in by_profile.values()]:
+                done.result()
+        ordered = [outcomes[i] for i in range(len(variants))]
+    if fmt == "json":
+        deltas = [[d.model_dump() for d in ds] for ds in paired(ordered)]
+        data = {
+            "parent_run_id": parent,
+            "variants": [
+                {"variant": lab, **o.to_json()} for lab, o in zip(labels, ordered, strict=True)
+            ],
+            "deltas": dict(zip(labels[1:], deltas, strict=True)),
+        }
+        text = json.dumps(data, indent=2, default=str) + "\n"
+    elif fmt == "junit":
+        text = eval_junit(ordered)
+    elif fmt == "markdown":
+        first = Baseline(ordered[0].run_id, ordered[0].table, f"variant {labels[0]}")
+        text = "".join(eval_markdown(o, first if i else None) for i, o in enumerate(ordered))
+    else:
+        text = side_by_side(labels, ordered, parent) + "\n"
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text)
+    return max(0 if o.passed else 1 for o in ordered)
 
 
 def compare_command(args: argparse.Namespace) -> int:
