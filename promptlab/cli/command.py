@@ -88,6 +88,7 @@ COMMANDS: Registry[Command] = Registry(
         "bench = promptlab.cli.bench",
         "serve = promptlab.cli.serve",
         "inspect = promptlab.cli.inspect",
+        "cases = promptlab.cli.cases",
     ],
     hint="install a package that registers it in the promptlab.commands entry-point group",
     check=_check,

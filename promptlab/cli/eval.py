@@ -7,6 +7,7 @@ RUN_A RUN_B`` compares two runs. Exit 0: gates pass; 1: a gate failed; 2: an err
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +17,13 @@ from promptlab.cli.rescore import rescore_arguments, rescore_command
 from promptlab.errors import UserError
 
 if TYPE_CHECKING:
+    from promptlab.eval.compare import ScorerDelta
+    from promptlab.eval.session import Outcome
     from promptlab.eval.suite import Suite
+    from promptlab.tracking.store import TrackingStore
 
 ERROR = 2  # 1 means "a gate failed"
+FORMATS = ("text", "json", "markdown", "junit")
 
 
 def run_arguments(ev: argparse.ArgumentParser) -> None:
@@ -39,7 +44,26 @@ def run_arguments(ev: argparse.ArgumentParser) -> None:
         help="call the model for every case (default: answers of the same request on the "
         "same model come from the response cache, .promptlab/cache)",
     )
-    ev.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ev.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="PROFILE[:LOGICAL=NAME]",
+        help="run the suite on each variant (repeat; 2 or more) and report them side by side",
+    )
+    add_format_flags(ev, "the summary")
+    ev.add_argument(
+        "--baseline",
+        metavar="RUN_ID",
+        help="markdown deltas against this run (default: the suite's latest run on "
+        "--baseline-branch on the same backend)",
+    )
+    ev.add_argument(
+        "--baseline-branch",
+        default="main",
+        metavar="BRANCH",
+        help="the git branch whose latest run is the baseline (default: main)",
+    )
     ev.add_argument("--schema", action="store_true", help="print the suite JSON schema")
 
 
@@ -47,7 +71,21 @@ def compare_arguments(parser: argparse.ArgumentParser) -> None:
     """``promptlab eval compare``'s arguments."""
     parser.add_argument("run_a", metavar="RUN_A", help="the baseline eval run id")
     parser.add_argument("run_b", metavar="RUN_B", help="the eval run id to compare with it")
-    parser.add_argument("--json", action="store_true", help="print the deltas as JSON")
+    add_format_flags(parser, "the deltas")
+
+
+def add_format_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--format`` (text, json, markdown, junit), ``--json`` and ``--output``."""
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help=f"print {what} as text, JSON, a markdown pull-request comment or JUnit XML",
+    )
+    parser.add_argument("--json", action="store_true", help="the same as --format json")
+    parser.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="write the report to FILE, not stdout"
+    )
 
 
 def eval_command(args: argparse.Namespace) -> int:
@@ -57,8 +95,52 @@ def eval_command(args: argparse.Namespace) -> int:
 
         print_json(suite_schema())
         return 0
-    codes = [_run_suite(suite, args) for suite in find_suites(args.targets)]
-    return max(codes)
+    fmt = "json" if args.json else args.format
+    outcomes: list[Outcome] = []
+    reports: list[str] = []
+    code = 0
+    if args.variant:
+        return max(_run_variants(suite, args, fmt) for suite in find_suites(args.targets))
+    for suite in find_suites(args.targets):
+        ran = _run_suite(suite, args)
+        if ran is None:
+            code = ERROR
+            break
+        outcome, store = ran
+        outcomes.append(outcome)
+        code = max(code, 0 if outcome.passed else 1)
+        if fmt != "junit":
+            reports.append(_render(outcome, fmt, args, store))
+            if args.output is None:
+                print(reports[-1], end="")
+    if fmt == "junit" and outcomes:
+        from promptlab.eval.report_formats import eval_junit
+
+        reports.append(eval_junit(outcomes))
+        if args.output is None:
+            print(reports[-1], end="")
+    if args.output is not None:
+        args.output.write_text("".join(reports))
+    return code
+
+
+def _render(outcome: Outcome, fmt: str, args: argparse.Namespace, store: TrackingStore) -> str:
+    if fmt == "json":
+        return json.dumps(outcome.to_json(), indent=2, default=str) + "\n"
+    if fmt == "text":
+        return outcome.report() + "\n"
+    from promptlab.eval.report_formats import eval_markdown
+    from promptlab.tracking.baseline import find_baseline
+
+    baseline = find_baseline(
+        store,
+        suite=outcome.suite,
+        backend=outcome.backend,
+        exclude=outcome.run_id,
+        run_id=args.baseline,
+        branch=args.baseline_branch,
+    )
+    return eval_markdown(outcome, baseline)
 
 
 def find_suites(targets: list[str]) -> list[Suite]:
@@ -88,7 +170,8 @@ def find_suites(targets: list[str]) -> list[Suite]:
     return suites
 
 
-def _run_suite(suite: Suite, args: argparse.Namespace) -> int:
+def _run_suite(suite: Suite, args: argparse.Namespace) -> tuple[Outcome, TrackingStore] | None:
+    """Run one suite and tag its run with the git branch; None when interrupted."""
     from promptlab.eval.session import Options, run_suite
     from promptlab.runtime.loader import load_flow
 
@@ -104,17 +187,91 @@ def _run_suite(suite: Suite, args: argparse.Namespace) -> int:
         cache=not args.no_cache,
     )
     from promptlab.tracking import open_store
+    from promptlab.tracking.baseline import tag_branch
     from promptlab.tracking.evals import EvalRecorder
 
+    store = open_store(settings)
     try:
-        outcome = run_suite(suite, backend, settings, options, EvalRecorder(open_store(settings)))
+        outcome = run_suite(suite, backend, settings, options, EvalRecorder(store))
     except KeyboardInterrupt:
-        return 2
-    if args.json:
-        print_json(outcome.to_json())
+        return None
+    tag_branch(store, outcome.run_id, suite.path.parent)
+    return outcome, store
+
+
+def _run_variants(suite: Suite, args: argparse.Namespace, fmt: str) -> int:
+    """Run ``suite`` on every variant (distinct profiles at once) under one parent run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from promptlab.eval.report_formats import Baseline, eval_junit, eval_markdown
+    from promptlab.eval.session import Options, run_suite
+    from promptlab.eval.variants import paired, parse_variants, side_by_side
+    from promptlab.runtime.loader import load_flow
+    from promptlab.tracking import open_store, tracked_run
+    from promptlab.tracking.evals import EvalRecorder
+
+    if args.backend or args.model or args.resume:
+        raise UserError("--variant names the backends and models: drop --backend/-m/--resume")
+    variants = parse_variants(args.variant)
+    flow = load_flow(suite.flow_ref)
+    options = Options(
+        stage=args.stage,
+        repeats=args.repeats,
+        concurrency=args.concurrency,
+        limit=args.limit,
+        tags=tuple(args.tag),
+        cache=not args.no_cache,
+    )
+    chosen = [
+        backend_for(
+            argparse.Namespace(backend=v.profile, url=None, model=list(v.models)), flow.base_dir
+        )
+        for v in variants
+    ]  # every profile and override checked before anything runs
+    store = open_store(chosen[0][1])
+    labels = [v.label for v in variants]
+    params = {"suite": suite.name, "flow": flow.name, "variants": json.dumps(labels)}
+    tags = {"promptlab.kind": "eval-variants"}
+    with tracked_run(store, f"{suite.name}: {len(labels)} variants", params, tags) as parent:
+        by_profile: dict[str, list[int]] = {}
+        for i, v in enumerate(variants):
+            by_profile.setdefault(v.profile, []).append(i)
+        outcomes: dict[int, Outcome] = {}
+
+        def run_group(indexes: list[int]) -> None:
+            for i in indexes:
+                backend, settings = chosen[i]
+                outcome = run_suite(suite, backend, settings, options, EvalRecorder(store))
+                run_tags = {"mlflow.parentRunId": parent, "promptlab.variant": labels[i]}
+                store.set_tags(outcome.run_id, run_tags)
+                outcomes[i] = outcome
+
+        with ThreadPoolExecutor(len(by_profile)) as pool:
+            for done in [pool.submit(run_group, group) for group in by_profile.values()]:
+                done.result()
+        ordered = [outcomes[i] for i in range(len(variants))]
+    if fmt == "json":
+        deltas = [[d.model_dump() for d in ds] for ds in paired(ordered)]
+        data = {
+            "parent_run_id": parent,
+            "variants": [
+                {"variant": lab, **o.to_json()} for lab, o in zip(labels, ordered, strict=True)
+            ],
+            "deltas": dict(zip(labels[1:], deltas, strict=True)),
+        }
+        text = json.dumps(data, indent=2, default=str) + "\n"
+    elif fmt == "junit":
+        text = eval_junit(ordered)
+    elif fmt == "markdown":
+        first = Baseline(ordered[0].run_id, ordered[0].table, f"variant {labels[0]}")
+        text = "".join(eval_markdown(o, first if i else None) for i, o in enumerate(ordered))
     else:
-        print(outcome.report())
-    return 0 if outcome.passed else 1
+        text = side_by_side(labels, ordered, parent) + "\n"
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text)
+    return max(0 if o.passed else 1 for o in ordered)
 
 
 def compare_command(args: argparse.Namespace) -> int:
@@ -128,20 +285,36 @@ def compare_command(args: argparse.Namespace) -> int:
     store = open_store(load_settings())
     runs = [load_results(store, run_id) for run_id in ids]
     deltas = compare(runs[0], runs[1])
-    if args.json:
-        print_json({"a": ids[0], "b": ids[1], "scorers": [d.model_dump() for d in deltas]})
-        return 0
-    print(f"{ids[1]} vs {ids[0]} (paired over shared cases)")
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
+        data = {"a": ids[0], "b": ids[1], "scorers": [d.model_dump() for d in deltas]}
+        text = json.dumps(data, indent=2, default=str) + "\n"
+    elif fmt == "text":
+        text = _compare_text(ids[0], ids[1], deltas)
+    else:
+        from promptlab.eval.report_formats import compare_junit, compare_markdown
+
+        render = compare_markdown if fmt == "markdown" else compare_junit
+        text = render(ids[0], ids[1], deltas)
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text)
+    return 0
+
+
+def _compare_text(run_a: str, run_b: str, deltas: list[ScorerDelta]) -> str:
+    lines = [f"{run_b} vs {run_a} (paired over shared cases)"]
     for d in deltas:
-        print(
+        lines.append(
             f"  {d.scorer:<16} {d.rate_a:.3f} -> {d.rate_b:.3f}  delta {d.delta:+.3f} "
             f"[{d.low:+.3f}, {d.high:+.3f}]  n={d.n}  McNemar p={d.p_value:.3g}"
         )
         if d.to_fail:
-            print(f"      now failing: {', '.join(d.to_fail)}")
+            lines.append(f"      now failing: {', '.join(d.to_fail)}")
         if d.to_pass:
-            print(f"      now passing: {', '.join(d.to_pass)}")
-    return 0
+            lines.append(f"      now passing: {', '.join(d.to_pass)}")
+    return "\n".join(lines) + "\n"
 
 
 COMMANDS.register(

@@ -298,4 +298,5 @@ class Outcome:
             "gates": [g.model_dump() for g in self.gates],
             "worst": [r.model_dump(mode="json") for r in worst(self.results)],
             "results": len(self.results),
+            "cases": [r.model_dump(mode="json") for r in sorted(self.results, key=lambda r: r.key)],
         }

@@ -33,6 +33,7 @@ from promptlab.promote import parity
 from promptlab.promote.launch import launched
 from promptlab.promote.lock import Lock, build_lock, lock_dir, vllm_args, write_lock
 from promptlab.promote.report import Report
+from promptlab.promote.targets import dev_profile, with_dev
 from promptlab.promote.tools import check_tools
 from promptlab.runtime.loader import load_flow
 from promptlab.tracking import open_store, tracked_run
@@ -61,10 +62,12 @@ def promote(request: Request, settings: Settings, say: Say = _say) -> Report:
     started = time.monotonic()
     suite = request.suite
     flow = load_flow(suite.flow_ref)
+    dev_name, why = dev_profile(settings, open_store(settings), flow.name, suite.name)
+    settings = with_dev(settings, dev_name)
     promotion = settings.promote
     dev = create_backend(settings.profile(promotion.dev), settings.root)
     options = Options(stage="dev", limit=request.limit)
-    say(f"promote {flow.name}: dev {dev.name} -> prod {promotion.prod}")
+    say(f"promote {flow.name}: dev {dev.name} ({why}) -> prod {promotion.prod}")
     baseline = _baseline(flow, suite, dev, settings, options, say)
     timings = {"dev baseline": time.monotonic() - started}
     with _prod_servers(flow, settings, request, say) as prod_settings:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from promptlab.backends import BLOCK_ENV
+from promptlab.testing.assertions import assert_flow
 from promptlab.testing.backend import (
     Call,
     FakeBackend,
@@ -82,6 +83,7 @@ __all__ = [
     "ScriptExhausted",
     "ScriptItem",
     "ToolsRefused",
+    "assert_flow",
     "block_model_requests",
     "example_for",
     "fake_profile",

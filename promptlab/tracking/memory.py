@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlab.runtime.result import RunResult
-from promptlab.tracking.store import RunInfo, RunStatus
+from promptlab.tracking.store import RunInfo, RunStatus, TraceRecord
 
 
 @dataclass
@@ -161,6 +161,17 @@ class MemoryStore:
         trace_id = f"tr-{len(self.traces) + 1}"
         self.traces[trace_id] = (result, run_id)
         return trace_id
+
+    def served_traces(self, flow: str, max_results: int) -> list[TraceRecord]:
+        """The newest traces of ``flow`` logged without a run, newest first."""
+        found = [
+            TraceRecord(
+                trace_id, result.flow, result.inputs, result.to_json()["output"], result.error
+            )
+            for trace_id, (result, run_id) in reversed(self.traces.items())
+            if run_id is None and result.flow == flow
+        ]
+        return found[:max_results]
 
     def register_prompt(
         self, name: str, messages: list[dict[str, str]], message: str, tags: Mapping[str, str]

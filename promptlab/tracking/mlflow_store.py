@@ -21,7 +21,7 @@ from typing import Any
 from promptlab.config import Settings
 from promptlab.errors import MissingDependencyError
 from promptlab.runtime.result import RunResult
-from promptlab.tracking.store import RunInfo, RunStatus
+from promptlab.tracking.store import RunInfo, RunStatus, TraceRecord
 
 ENVIRONMENT = {
     "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",
@@ -228,6 +228,33 @@ class MlflowStore:
         for key, value in tags.items():
             self._client.set_trace_tag(trace_id, key, value)
         return trace_id
+
+    def served_traces(self, flow: str, max_results: int) -> list[TraceRecord]:
+        """The newest traces of ``flow`` with no source run (served requests), newest first."""
+        self._activate()
+        found: list[TraceRecord] = []
+        token = None
+        while len(found) < max_results:
+            page = self._client.search_traces(
+                locations=[self.experiment_id],
+                filter_string=f"tags.`promptlab.flow` = '{flow}'",
+                max_results=100,
+                order_by=["timestamp_ms DESC"],
+                page_token=token,
+            )
+            for trace in page:
+                if trace.info.trace_metadata.get("mlflow.sourceRun"):
+                    continue  # an eval case
+                root = next((s for s in trace.data.spans if s.parent_id is None), None)
+                if root is None or not isinstance(root.inputs, dict):
+                    continue
+                error = root.get_attribute("error")
+                output = root.outputs if error is None else None
+                found.append(TraceRecord(trace.info.trace_id, flow, root.inputs, output, error))
+            token = page.token
+            if not token:
+                break
+        return found[:max_results]
 
     def register_prompt(
         self, name: str, messages: list[dict[str, str]], message: str, tags: Mapping[str, str]

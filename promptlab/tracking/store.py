@@ -38,6 +38,17 @@ class RunInfo:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TraceRecord:
+    """A flow run as a stored trace: its id, the flow's inputs and output (or its error)."""
+
+    trace_id: str
+    flow: str
+    inputs: dict[str, Any]
+    output: Any = None
+    error: str | None = None
+
+
 class TrackingStore(Protocol):
     """Where promptlab records runs, traces, prompts and promoted versions.
 
@@ -123,6 +134,10 @@ class TrackingStore(Protocol):
 
         With ``run_id``, the trace belongs to that run (an eval's case traces).
         """
+        ...
+
+    def served_traces(self, flow: str, max_results: int) -> list[TraceRecord]:
+        """The newest traces of ``flow`` that no eval run wrote (served requests), newest first."""
         ...
 
     def register_prompt(

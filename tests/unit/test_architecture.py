@@ -4,7 +4,7 @@ Layers, lowest first (a module may import its own package and lower layers only;
 of one layer do not import each other)::
 
     errors -> config, hashing, registry, text -> backends -> rag -> declare -> runtime
-           -> eval, testing -> bench -> tracking -> promote -> serve -> cli
+           -> eval, testing -> bench -> tracking -> promote -> serve -> cli, pytest_plugin
 
 Every import counts: at module level, inside functions and under ``TYPE_CHECKING``. The
 package root ``promptlab`` (its lazy public API and ``__version__``) and ``__main__`` are
@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracking",),
     ("promote",),
     ("serve",),
-    ("cli",),
+    ("cli", "pytest_plugin"),
 )
 
 # (importing module, imported module): known breaks, each with the work that removes it.

@@ -34,6 +34,7 @@ AREAS: dict[str, tuple[str, ...]] = {
     "promptlab/runtime/mcp.py": ("mcp",),
     "promptlab/tracking/": ("tracking",),
     "promptlab/bench/report.py": ("bench",),
+    "promptlab/pytest_plugin.py": ("pytest",),
     "promptlab/serve/": ("serve",),
     "promptlab/cli/serve.py": ("serve",),
 }
