@@ -24,11 +24,14 @@ from promptlab.declare.flow import Flow
 from promptlab.declare.prompt import Prompt, Sampling
 from promptlab.declare.retriever import Retriever, format_context
 from promptlab.errors import BackendError, ContextWindowError, PromptlabError
+from promptlab.runtime import callbacks as lc
+from promptlab.runtime.callbacks import Callbacks, RawModelRun
 from promptlab.runtime.index import Index, open_index
 from promptlab.runtime.result import RunResult
 from promptlab.runtime.trace import Recorder
 
 OnToken = Callable[[str], None]
+OnChunk = Callable[[AIMessageChunk], None]
 
 
 class Executor:
@@ -60,12 +63,19 @@ class Executor:
         self._tools_native: dict[str, bool] = {}
 
     async def run(
-        self, inputs: Any, on_token: OnToken | None = None, *, blocking: bool = False
+        self,
+        inputs: Any,
+        on_token: OnToken | None = None,
+        *,
+        blocking: bool = False,
+        callbacks: Callbacks = None,
     ) -> RunResult:
         """Run the flow once; the result carries the output, or the error that ended it.
 
         ``blocking`` makes model calls through the clients' synchronous paths (for a caller
         that owns this event loop and waits on it anyway: see ``run_blocking``).
+        ``callbacks``, the child manager of the flow's own LangChain run, receives each step
+        as a child run (retrievers, steps, agents, model calls, tools).
         """
         started = time.perf_counter()
         validated = self.flow.validate_input(inputs)
@@ -76,14 +86,14 @@ class Executor:
             models={m: self._describe(m) for m in self.flow.models},
             inputs=validated.model_dump(mode="json"),
         )
-        call = _Call(self, result, Recorder(), started, blocking)
+        call = _Call(self, result, Recorder(), started, blocking, lc.active(callbacks))
         root = call.recorder.open(
             self.flow.name, "CHAIN", None, result.inputs, backend=self.backend.name
         )
         try:
             for i, step in enumerate(self.flow.steps):
                 stream = on_token if i == len(self.flow.steps) - 1 else None
-                state[step.name] = await call.step(step, state, root, stream)
+                state[step.name] = await call.step(step, state, root, stream, call.callbacks)
             result.output = state[self.flow.steps[-1].name]
             call.recorder.close(root, _jsonable(result.output))
         except PromptlabError as exc:
@@ -168,13 +178,20 @@ class _Call:
     """The state of one run: its result, its spans and its clock."""
 
     def __init__(
-        self, ex: Executor, result: RunResult, recorder: Recorder, started: float, blocking: bool
+        self,
+        ex: Executor,
+        result: RunResult,
+        recorder: Recorder,
+        started: float,
+        blocking: bool,
+        callbacks: Callbacks = None,
     ) -> None:
         self.ex = ex
         self.result = result
         self.recorder = recorder
         self.started = started
         self.blocking = blocking
+        self.callbacks = callbacks
 
     async def step(
         self,
@@ -182,47 +199,61 @@ class _Call:
         state: Mapping[str, Any],
         parent: int,
         on_token: OnToken | None,
+        cb: Callbacks = None,
     ) -> Any:
         """Run one step and return what it stores under its name."""
         if isinstance(step, Retriever):
-            return await self.retrieve(step, state, parent)
+            return await self.retrieve(step, state, parent, cb)
         if isinstance(step, Agent):
             from promptlab.runtime.agent import run_agent
 
-            return await run_agent(self, step, state, parent, on_token)
+            return await run_agent(self, step, state, parent, on_token, cb)
         values = {k: state[k] for k in step.variables}
         span = self.recorder.open(step.name, "CHAIN", parent, _jsonable(values))
+        run, children = await lc.start_chain(cb, step.name, values)
         try:
             message = await self.llm(
-                step, step.render(values), parent=span, on_token=on_token, fast=True
+                step, step.render(values), parent=span, on_token=on_token, fast=True, cb=children
             )
             output = step.parse(message.text)
         except Exception as exc:
             self.recorder.close(span, error=str(exc))
+            await lc.end_chain(run, error=exc)
             raise
         self.recorder.close(span, _jsonable(output))
+        await lc.end_chain(run, {"output": output})
         return output
 
-    async def retrieve(self, retriever: Retriever, state: Mapping[str, Any], parent: int) -> str:
+    async def retrieve(
+        self, retriever: Retriever, state: Mapping[str, Any], parent: int, cb: Callbacks = None
+    ) -> str:
         """Search the retriever's index with its query template filled from the state."""
         query = retriever.query.format(**{k: state[k] for k in retriever.variables})
         span = self.recorder.open(retriever.name, "RETRIEVER", parent, {"query": query})
+        run = await lc.start_retriever(cb, retriever.name, query)
         try:
-            index = await self.ex.index(retriever)
-            docs = await index.search(query)
-        except PromptlabError as exc:
-            self.recorder.close(span, error=str(exc))
-            raise
+            try:
+                index = await self.ex.index(retriever)
+                docs = await index.search(query)
+            except PromptlabError as exc:
+                self.recorder.close(span, error=str(exc))
+                raise
+            except Exception as exc:
+                error = await self._translate(exc, retriever.embed, span)
+                if isinstance(error, ContextWindowError):
+                    error = ContextWindowError(
+                        f"retriever '{retriever.name}': a chunk or the query is longer than "
+                        f"the embedding model's window ({error}): lower chunk_size"
+                    )
+                raise error from exc
         except Exception as exc:
-            error = await self._translate(exc, retriever.embed, span)
-            if isinstance(error, ContextWindowError):
-                error = ContextWindowError(
-                    f"retriever '{retriever.name}': a chunk or the query is longer than the "
-                    f"embedding model's window ({error}): lower chunk_size"
-                )
-            raise error from exc
+            if run is not None:
+                await run.on_retriever_error(exc)
+            raise
         self.result.retrieved.extend(docs)
         self.recorder.close(span, [d.model_dump() for d in docs])
+        if run is not None:
+            await run.on_retriever_end(lc.documents(docs))
         return format_context(docs)
 
     async def llm(
@@ -236,10 +267,15 @@ class _Call:
         tool_choice: str | None = None,
         on_token: OnToken | None = None,
         fast: bool = False,
+        cb: Callbacks = None,
+        on_chunk: OnChunk | None = None,
     ) -> AIMessage:
         """One model call, with errors translated and usage, timing and silent failures checked.
 
-        ``fast`` allows the backend's raw client (plain text messages, no tools).
+        ``on_chunk`` streams the call and sees each chunk (where ``on_token`` sees its text).
+        ``fast`` allows the backend's raw client (plain text messages, no tools). With ``cb``
+        the call is reported as a chat-model run (by the LangChain model, or here for the
+        raw client).
         """
         logical = prompt.model
         if schema is None and tools is None:
@@ -257,14 +293,24 @@ class _Call:
             sampling=prompt.sampling.model_dump(exclude_none=True),
             **({"client": "fast path"} if client is not None else {}),
         )
+        raw: RawModelRun | None = None
         try:
             if client is not None:
-                message = await self._fast(client, messages, on_token)
-            elif on_token is not None:
-                runnable = self._runnable(prompt, schema, tools, tool_choice)
-                message = await self._stream(runnable, messages, on_token)
+                if cb is not None:
+                    raw = await RawModelRun.start(cb, concrete, messages, schema=schema)
+                message = await self._fast(client, messages, on_token, raw)
+                if raw is not None:
+                    await raw.end(message)
+            elif on_token is not None or on_chunk is not None:
+                runnable = lc.reporting(
+                    self._runnable(prompt, schema, tools, tool_choice), cb, concrete
+                )
+                take = on_chunk or _text_of(self.timed(on_token))
+                message = await self._stream(runnable, messages, take)
             else:
-                runnable = self._runnable(prompt, schema, tools, tool_choice)
+                runnable = lc.reporting(
+                    self._runnable(prompt, schema, tools, tool_choice), cb, concrete
+                )
                 reply = (
                     runnable.invoke(messages) if self.blocking else await runnable.ainvoke(messages)
                 )
@@ -272,8 +318,12 @@ class _Call:
             self.ex.backend.check_response(message, logical)
         except PromptlabError as exc:
             self.recorder.close(span, error=str(exc))
+            if raw is not None:
+                await raw.error(exc)
             raise
         except Exception as exc:
+            if raw is not None:
+                await raw.error(exc)
             raise await self._translate(exc, logical, span) from exc
         usage = message.usage_metadata
         if usage:
@@ -298,16 +348,16 @@ class _Call:
         return model.bind_tools(tools, tool_choice=tool_choice) if tools else model
 
     async def _fast(
-        self, client: ChatClient, messages: list[BaseMessage], on_token: OnToken | None
+        self,
+        client: ChatClient,
+        messages: list[BaseMessage],
+        on_token: OnToken | None,
+        raw: RawModelRun | None = None,
     ) -> AIMessage:
         """One call through the backend's raw client."""
-        on_text = None
-        if on_token is not None:
-
-            def on_text(text: str) -> None:
-                if self.result.ttft_s is None:
-                    self.result.ttft_s = time.perf_counter() - self.started
-                on_token(text)
+        on_text = self.timed(on_token)
+        if raw is not None:
+            on_text = raw.wrap(on_text)
 
         reply = await client.chat(as_messages(messages), on_text)
         if reply.input_tokens is None or reply.output_tokens is None:
@@ -320,7 +370,10 @@ class _Call:
         return AIMessage(content=reply.text, usage_metadata=usage)
 
     async def _stream(
-        self, runnable: Runnable[Any, BaseMessage], messages: list[BaseMessage], on_token: OnToken
+        self,
+        runnable: Runnable[Any, BaseMessage],
+        messages: list[BaseMessage],
+        on_chunk: OnChunk,
     ) -> AIMessage:
         total: AIMessageChunk | None = None
 
@@ -328,10 +381,7 @@ class _Call:
             nonlocal total
             if not isinstance(chunk, AIMessageChunk):
                 return
-            if chunk.text:
-                if self.result.ttft_s is None:
-                    self.result.ttft_s = time.perf_counter() - self.started
-                on_token(chunk.text)
+            on_chunk(chunk)
             total = chunk if total is None else total + chunk
 
         if self.blocking:
@@ -349,6 +399,18 @@ class _Call:
             response_metadata=total.response_metadata,
         )
 
+    def timed(self, on_token: OnToken | None) -> OnToken | None:
+        """``on_token`` noting when the run's first token went out."""
+        if on_token is None:
+            return None
+
+        def send(text: str) -> None:
+            if self.result.ttft_s is None:
+                self.result.ttft_s = time.perf_counter() - self.started
+            on_token(text)
+
+        return send
+
     async def _translate(self, exc: Exception, logical: str, span: int) -> PromptlabError:
         """The promptlab error for a client's exception (unknown ones become BackendError)."""
         backend = self.ex.backend
@@ -358,6 +420,17 @@ class _Call:
         )
         self.recorder.close(span, error=str(translated))
         return translated
+
+
+def _text_of(on_token: OnToken | None) -> OnChunk:
+    """A chunk consumer passing each chunk's text to ``on_token``."""
+    assert on_token is not None
+
+    def take(chunk: AIMessageChunk) -> None:
+        if chunk.text:
+            on_token(chunk.text)
+
+    return take
 
 
 def _jsonable(value: Any) -> Any:
