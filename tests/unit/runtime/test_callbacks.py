@@ -16,6 +16,7 @@ import pytest
 from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import LLMResult
+from langchain_core.runnables import RunnableLambda
 from pydantic import BaseModel
 
 from promptlab import Agent, Flow, Prompt, Retriever
@@ -316,3 +317,29 @@ def test_the_tool_call_sink_passes_the_final_answers_arguments() -> None:
     chunk = {"name": "order_status", "args": "{}", "id": "y", "index": 0}
     sink(AIMessageChunk(content="", tool_call_chunks=[{**chunk, "type": "tool_call_chunk"}]))
     assert ignored == []
+
+
+def test_inside_an_lcel_chain_the_flow_is_a_child_run_of_the_chain(project: Path) -> None:
+    flow = Flow(
+        name="echo",
+        description="Echo.",
+        input=Question,
+        steps=[Prompt(name="answer", user="{question}")],
+        base_dir=project,
+    )
+    handler = Recorder()
+    chain = RunnableLambda(lambda q: {"question": q}) | flow.bind(FakeBackend())
+    chain.invoke("hi", {"callbacks": [handler]})
+    [root] = [i for i, r in handler.runs.items() if r["parent"] is None]
+    [flow_run] = [r for r in handler.runs.values() if r["name"] == "echo"]
+    assert flow_run["parent"] == root
+    assert handler.children("answer") == [("chat_model", "fake:fake-chat")]
+
+    async def in_a_chain() -> list[str]:
+        return [
+            e["name"]
+            async for e in chain.astream_events("hi", version="v2")
+            if e["event"] == "on_chain_start"
+        ]
+
+    assert asyncio.run(in_a_chain())[-2:] == ["echo", "answer"]
