@@ -9,6 +9,7 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables.config import get_async_callback_manager_for_config
 
 from promptlab.backends import create_backend
 from promptlab.backends.base import Backend
@@ -110,6 +111,12 @@ class FlowRunnable(Runnable[Any, Any]):
         return self.run(input, config).output
 
     async def _run(self, input: Any, config: RunnableConfig | None, blocking: bool) -> RunResult:
+        if not get_async_callback_manager_for_config(ensure_config(config)).handlers:
+            # nobody listens (no handler given, inherited, or added by a tracing hook): a run
+            # would report to no one, so skip its set-up (most of the per-call overhead)
+            result = await self.executor.run(input, blocking=blocking)
+            self._observe(result)
+            return result.raise_for_error()
         done: list[RunResult] = []
 
         async def body(value: Any, run_manager: AsyncCallbackManagerForChainRun) -> Any:
