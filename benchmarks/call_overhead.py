@@ -8,8 +8,9 @@ Both sides send the same prompt to the same local OpenAI-compatible stub (see
     promptlab:    Flow(input=Question, steps=[Prompt(system=SYS, user="{question}",
                   temperature=0)]).bind(<openai backend on the stub>)
 
-Tracking is off: ``FlowRunnable`` never writes MLflow traces (only ``promptlab run`` does),
-and the benchmark checks that mlflow was never imported.
+Tracking is off: ``FlowRunnable`` writes MLflow traces only after
+``promptlab.tracking.enable()``, which the benchmark never calls (it checks that mlflow was
+never imported). Both sides open their LangChain runs with no callback handler.
 
 For the sync path (``invoke``) and the async path (``await ainvoke``, one event loop), it
 runs warm-up calls, then N rounds in which each side is called once, in an order that

@@ -13,6 +13,9 @@ from pydantic import BaseModel
 from promptlab.declare.agent import Agent, BaseTool, check_names, describe_error, to_text
 from promptlab.declare.prompt import parse_output
 from promptlab.errors import DeclarationError, PromptlabError, ToolsUnsupportedError
+from promptlab.runtime import callbacks as lc
+from promptlab.runtime.answer_stream import JsonDecisionSink, ToolCallSink
+from promptlab.runtime.callbacks import Callbacks
 from promptlab.runtime.result import CallMode, ToolCall
 from promptlab.text import as_text
 
@@ -21,34 +24,42 @@ if TYPE_CHECKING:
 
 
 async def run_agent(
-    call: _Call, agent: Agent, state: Mapping[str, Any], parent: int, on_token: OnToken | None
+    call: _Call,
+    agent: Agent,
+    state: Mapping[str, Any],
+    parent: int,
+    on_token: OnToken | None,
+    cb: Callbacks = None,
 ) -> Any:
-    """Run the agent until it answers; every tool call lands in the result and the trace."""
+    """Run the agent until it answers; every tool call lands in the result and the trace.
+
+    With ``cb`` the agent is a chain run whose children are its model calls and tool calls.
+    """
     values = {k: state[k] for k in agent.variables}
     span = call.recorder.open(agent.name, "AGENT", parent, values, max_steps=agent.max_steps)
+    run, children = await lc.start_chain(cb, agent.name, values)
     mode: CallMode = "native" if await call.ex.native_tools(agent) else "json"
     try:
         async with open_tools(agent) as tools:
             if mode == "native":
                 try:
-                    answer = await _native(call, agent, tools, values, span, on_token)
+                    answer = await _native(call, agent, tools, values, span, on_token, children)
                 except ToolsUnsupportedError:
                     if agent.tool_mode == "native":
                         raise
                     call.ex.tools_refused(agent)
                     mode = "json"
             if mode == "json":
-                answer = await _json_loop(call, agent, tools, values, span, on_token)
+                answer = await _json_loop(call, agent, tools, values, span, on_token, children)
     except Exception as exc:
         call.result.tool_modes[agent.name] = mode
         call.recorder.close(span, error=str(exc), tool_mode=mode)
+        await lc.end_chain(run, error=exc)
         raise
     call.result.tool_modes[agent.name] = mode
-    call.recorder.close(
-        span,
-        answer.model_dump(mode="json") if hasattr(answer, "model_dump") else answer,
-        tool_mode=mode,
-    )
+    output = answer.model_dump(mode="json") if hasattr(answer, "model_dump") else answer
+    call.recorder.close(span, output, tool_mode=mode)
+    await lc.end_chain(run, {"output": output})
     return answer
 
 
@@ -81,21 +92,29 @@ async def _use_tool(
     arguments: dict[str, Any],
     mode: CallMode,
     parent: int,
+    cb: Callbacks = None,
 ) -> str:
     record = ToolCall(step=step, tool=name, arguments=arguments, mode=mode)
     span = call.recorder.open(name, "TOOL", parent, arguments, step=step)
     tool = next((t for t in tools if t.name == name), None)
+    run = await lc.start_tool(cb, name, tool.description if tool else "", arguments)
     try:
         if tool is None:
             raise LookupError(f"no tool named {name!r}; tools: {[t.name for t in tools]}")
         record.result = to_text(await tool.call(arguments), agent.max_tool_output)
     except PromptlabError as exc:  # the tool's server failed: not the model's to fix
         call.recorder.close(span, error=str(exc))
+        if run is not None:
+            await run.on_tool_error(exc)
         raise
     except Exception as exc:
         record.error = to_text(describe_error(exc), agent.max_tool_output)
+        if run is not None:
+            await run.on_tool_error(exc)
     call.result.tool_calls.append(record)
     call.recorder.close(span, record.result, error=record.error)
+    if run is not None and record.error is None:
+        await run.on_tool_end(record.result)
     return record.result if record.result is not None else f"error: {record.error}"
 
 
@@ -130,6 +149,7 @@ async def _json_loop(
     values: Mapping[str, Any],
     parent: int,
     on_token: OnToken | None,
+    cb: Callbacks = None,
 ) -> Any:
     prompt = agent.prompt
     instructions = _json_instructions(agent, tools)
@@ -137,18 +157,24 @@ async def _json_loop(
     for step in range(1, agent.max_steps + 1):
         decision_model = agent.decision_model(final_only=step == agent.max_steps, tools=tools)
         schema = decision_model.model_json_schema()
-        reply = await call.llm(prompt, messages, parent=parent, schema=schema)
+        sink = None
+        if on_token is not None and prompt.output is not None:
+            sink = JsonDecisionSink(call.timed(on_token) or on_token)
+        reply = await call.llm(prompt, messages, parent=parent, schema=schema, cb=cb, on_chunk=sink)
         decision: Any = parse_output(decision_model, reply.text, what=f"agent '{agent.name}'")
         decision = getattr(decision, "root", decision)
         if decision.tool == "final_answer":
-            if on_token:  # decisions are JSON: only the answer is worth showing, whole
-                answer = decision.answer
-                on_token(as_text(answer))
+            if sink is not None:
+                sink.end()
+            if on_token and not (sink and sink.sent):  # only the answer is worth showing
+                on_token(as_text(decision.answer))
             return decision.answer
         arguments = decision.arguments
         if isinstance(arguments, BaseModel):  # a function's arguments (MCP tools: a dict)
             arguments = arguments.model_dump(mode="json")
-        result = await _use_tool(call, agent, tools, step, decision.tool, arguments, "json", parent)
+        result = await _use_tool(
+            call, agent, tools, step, decision.tool, arguments, "json", parent, cb
+        )
         messages += [
             AIMessage(content=reply.text),
             HumanMessage(content=f"Result of {decision.tool}: {result}"),
@@ -242,6 +268,7 @@ async def _native(
     values: Mapping[str, Any],
     parent: int,
     on_token: OnToken | None,
+    cb: Callbacks = None,
 ) -> Any:
     """Tools through the server's tool calling; the answer is a call of ``final_answer``.
 
@@ -255,17 +282,23 @@ async def _native(
     specs = [*(t.openai_spec(strict) for t in tools), _final_spec(agent, strict)]
     for step in range(1, agent.max_steps + 1):
         choice = "final_answer" if step == agent.max_steps else "required"
-        reply = await call.llm(prompt, messages, parent=parent, tools=specs, tool_choice=choice)
+        sink = None
+        if on_token is not None and prompt.output is not None:
+            sink = ToolCallSink(call.timed(on_token) or on_token)
+        reply = await call.llm(
+            prompt, messages, parent=parent, tools=specs, tool_choice=choice, cb=cb, on_chunk=sink
+        )
         work = [tc for tc in reply.tool_calls if tc["name"] != "final_answer"]
         if not work:
             answers = [tc for tc in reply.tool_calls if tc["name"] == "final_answer"]
             if answers:
-                return _final(agent, answers[0]["args"], on_token)
-            return await _text_answer(call, agent, messages, reply, parent, on_token)
+                streamed = sink is not None and sink.sent
+                return _final(agent, answers[0]["args"], None if streamed else on_token)
+            return await _text_answer(call, agent, messages, reply, parent, on_token, cb)
         messages.append(AIMessage(content=reply.content, tool_calls=work))
         for tc in work:
             result = await _use_tool(
-                call, agent, tools, step, tc["name"], tc["args"], "native", parent
+                call, agent, tools, step, tc["name"], tc["args"], "native", parent, cb
             )
             messages.append(ToolMessage(content=result, tool_call_id=tc.get("id") or tc["name"]))
     raise AssertionError("unreachable: the last step must call final_answer")
@@ -278,6 +311,7 @@ async def _text_answer(
     reply: AIMessage,
     parent: int,
     on_token: OnToken | None,
+    cb: Callbacks = None,
 ) -> Any:
     """The answer of a server that replied in text instead of calling ``final_answer``."""
     prompt = agent.prompt
@@ -291,6 +325,6 @@ async def _text_answer(
         + json.dumps(schema, separators=(",", ":"))
     )
     final = await call.llm(
-        prompt, [*messages, reply, ask], parent=parent, schema=schema, on_token=on_token
+        prompt, [*messages, reply, ask], parent=parent, schema=schema, on_token=on_token, cb=cb
     )
     return prompt.parse(final.text)

@@ -8,7 +8,7 @@ import time
 from asyncio import AbstractEventLoop
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from langchain_core.language_models import BaseChatModel
@@ -24,7 +24,9 @@ from promptlab.declare.flow import Flow
 from promptlab.declare.prompt import Prompt
 from promptlab.declare.retriever import Retriever, format_context
 from promptlab.errors import BackendError, ContextWindowError, PromptlabError
+from promptlab.runtime import callbacks as lc
 from promptlab.runtime.cache import ResponseCache, request_key
+from promptlab.runtime.callbacks import Callbacks, RawModelRun
 from promptlab.runtime.index import Index, open_index
 from promptlab.runtime.result import RunResult
 from promptlab.runtime.retry import backoff
@@ -32,6 +34,20 @@ from promptlab.runtime.trace import Recorder
 from promptlab.sampling import Sampling
 
 OnToken = Callable[[str], None]
+OnChunk = Callable[[AIMessageChunk], None]
+_T = TypeVar("_T")
+
+
+def _replay(message: AIMessage, on_token: OnToken | None, on_chunk: OnChunk | None) -> None:
+    """A cached answer to a streaming caller, as one chunk."""
+    if on_chunk is not None:
+        calls = [
+            {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+            for i, c in enumerate(message.tool_calls)
+        ]
+        on_chunk(AIMessageChunk(content=message.content, tool_call_chunks=calls))
+    elif on_token is not None and message.text:
+        on_token(message.text)
 
 
 class Executor:
@@ -85,13 +101,16 @@ class Executor:
         blocking: bool = False,
         repeat: int = 0,
         retries: int | None = None,
+        callbacks: Callbacks = None,
     ) -> RunResult:
         """Run the flow once; the result carries the output, or the error that ended it.
 
         ``blocking`` makes model calls through the clients' synchronous paths (for a caller
         that owns this event loop and waits on it anyway: see ``run_blocking``). ``repeat``
         (an eval's repeat index) is part of every cache key; ``retries`` overrides the
-        executor's retries of each model call.
+        executor's retries of each model call. ``callbacks``, the child manager of the flow's
+        own LangChain run, receives each step as a child run (retrievers, steps, agents,
+        model calls, tools).
         """
         started = time.perf_counter()
         validated = self.flow.validate_input(inputs)
@@ -102,7 +121,7 @@ class Executor:
             models={m: self._describe(m) for m in self.flow.models},
             inputs=validated.model_dump(mode="json"),
         )
-        call = _Call(self, result, Recorder(), started, blocking)
+        call = _Call(self, result, Recorder(), started, blocking, lc.active(callbacks))
         call.repeat = repeat
         call.retries = self.retries if retries is None else retries
         root = call.recorder.open(
@@ -111,7 +130,7 @@ class Executor:
         try:
             for i, step in enumerate(self.flow.steps):
                 stream = on_token if i == len(self.flow.steps) - 1 else None
-                state[step.name] = await call.step(step, state, root, stream)
+                state[step.name] = await call.step(step, state, root, stream, call.callbacks)
             result.output = state[self.flow.steps[-1].name]
             call.recorder.close(root, _jsonable(result.output))
         except PromptlabError as exc:
@@ -196,13 +215,20 @@ class _Call:
     """The state of one run: its result, its spans and its clock."""
 
     def __init__(
-        self, ex: Executor, result: RunResult, recorder: Recorder, started: float, blocking: bool
+        self,
+        ex: Executor,
+        result: RunResult,
+        recorder: Recorder,
+        started: float,
+        blocking: bool,
+        callbacks: Callbacks = None,
     ) -> None:
         self.ex = ex
         self.result = result
         self.recorder = recorder
         self.started = started
         self.blocking = blocking
+        self.callbacks = callbacks
         self.repeat = 0
         self.retries = 0
         self._seen: dict[str, int] = {}
@@ -213,47 +239,61 @@ class _Call:
         state: Mapping[str, Any],
         parent: int,
         on_token: OnToken | None,
+        cb: Callbacks = None,
     ) -> Any:
         """Run one step and return what it stores under its name."""
         if isinstance(step, Retriever):
-            return await self.retrieve(step, state, parent)
+            return await self.retrieve(step, state, parent, cb)
         if isinstance(step, Agent):
             from promptlab.runtime.agent import run_agent
 
-            return await run_agent(self, step, state, parent, on_token)
+            return await run_agent(self, step, state, parent, on_token, cb)
         values = {k: state[k] for k in step.variables}
         span = self.recorder.open(step.name, "CHAIN", parent, _jsonable(values))
+        run, children = await lc.start_chain(cb, step.name, values)
         try:
             message = await self.llm(
-                step, step.render(values), parent=span, on_token=on_token, fast=True
+                step, step.render(values), parent=span, on_token=on_token, fast=True, cb=children
             )
             output = step.parse(message.text)
         except Exception as exc:
             self.recorder.close(span, error=str(exc))
+            await lc.end_chain(run, error=exc)
             raise
         self.recorder.close(span, _jsonable(output))
+        await lc.end_chain(run, {"output": output})
         return output
 
-    async def retrieve(self, retriever: Retriever, state: Mapping[str, Any], parent: int) -> str:
+    async def retrieve(
+        self, retriever: Retriever, state: Mapping[str, Any], parent: int, cb: Callbacks = None
+    ) -> str:
         """Search the retriever's index with its query template filled from the state."""
         query = retriever.query.format(**{k: state[k] for k in retriever.variables})
         span = self.recorder.open(retriever.name, "RETRIEVER", parent, {"query": query})
+        run = await lc.start_retriever(cb, retriever.name, query)
         try:
-            index = await self.ex.index(retriever)
-            docs = await index.search(query)
-        except PromptlabError as exc:
-            self.recorder.close(span, error=str(exc))
-            raise
+            try:
+                index = await self.ex.index(retriever)
+                docs = await index.search(query)
+            except PromptlabError as exc:
+                self.recorder.close(span, error=str(exc))
+                raise
+            except Exception as exc:
+                error = await self._translate(exc, retriever.embed, span)
+                if isinstance(error, ContextWindowError):
+                    error = ContextWindowError(
+                        f"retriever '{retriever.name}': a chunk or the query is longer than "
+                        f"the embedding model's window ({error}): lower chunk_size"
+                    )
+                raise error from exc
         except Exception as exc:
-            error = await self._translate(exc, retriever.embed, span)
-            if isinstance(error, ContextWindowError):
-                error = ContextWindowError(
-                    f"retriever '{retriever.name}': a chunk or the query is longer than the "
-                    f"embedding model's window ({error}): lower chunk_size"
-                )
-            raise error from exc
+            if run is not None:
+                await run.on_retriever_error(exc)
+            raise
         self.result.retrieved.extend(docs)
         self.recorder.close(span, [d.model_dump() for d in docs])
+        if run is not None:
+            await run.on_retriever_end(lc.documents(docs))
         return format_context(docs)
 
     async def llm(
@@ -267,10 +307,15 @@ class _Call:
         tool_choice: str | None = None,
         on_token: OnToken | None = None,
         fast: bool = False,
+        cb: Callbacks = None,
+        on_chunk: OnChunk | None = None,
     ) -> AIMessage:
         """One model call, with errors translated and usage, timing and silent failures checked.
 
-        ``fast`` allows the backend's raw client (plain text messages, no tools).
+        ``on_chunk`` streams the call and sees each chunk (where ``on_token`` sees its text).
+        ``fast`` allows the backend's raw client (plain text messages, no tools). With ``cb``
+        the call is reported as a chat-model run (by the LangChain model, or here for the
+        raw client).
         """
         logical = prompt.model
         if schema is None and tools is None:
@@ -292,13 +337,17 @@ class _Call:
         cached = self.ex.cache.get(key) if self.ex.cache is not None and key else None
         if cached is not None:
             message = cached
-            if on_token is not None and message.text:
-                if self.result.ttft_s is None:
-                    self.result.ttft_s = time.perf_counter() - self.started
-                on_token(message.text)  # a cached answer streams as one chunk
+            _replay(message, self.timed(on_token), on_chunk)  # one chunk, as it was answered
         else:
             message = await self._send(
-                prompt, client, messages, span, schema, tools, tool_choice, on_token
+                prompt,
+                client,
+                messages,
+                span,
+                (schema, tools, tool_choice),
+                (on_token, on_chunk),
+                cb,
+                concrete,
             )
             if self.ex.cache is not None and key:
                 self.ex.cache.put(key, message)
@@ -348,38 +397,58 @@ class _Call:
         client: ChatClient | None,
         messages: list[BaseMessage],
         span: int,
-        schema: dict[str, Any] | None,
-        tools: list[dict[str, Any]] | None,
-        tool_choice: str | None,
-        on_token: OnToken | None,
+        request: tuple[dict[str, Any] | None, list[dict[str, Any]] | None, str | None],
+        sinks: tuple[OnToken | None, OnChunk | None],
+        cb: Callbacks,
+        concrete: str,
     ) -> AIMessage:
-        """The model's answer, the call retried on passing trouble before any token streamed."""
+        """The model's answer, the call retried on passing trouble before any token streamed.
+
+        With ``cb`` each attempt is reported as a chat-model run (by the LangChain model, or
+        here for the raw client).
+        """
         logical = prompt.model
+        schema, tools, tool_choice = request
         streamed = False
 
-        def emit(text: str) -> None:
-            nonlocal streamed
-            streamed = True
-            if on_token is not None:
-                on_token(text)
+        def noted(sink: Callable[[_T], None] | None) -> Callable[[_T], None] | None:
+            if sink is None:
+                return None
 
-        sink = emit if on_token is not None else None
+            def pass_on(item: _T) -> None:
+                nonlocal streamed
+                streamed = True
+                sink(item)
+
+            return pass_on
+
+        on_token, on_chunk = noted(sinks[0]), noted(sinks[1])
         attempt = 0
         while True:
+            raw: RawModelRun | None = None
             try:
                 if client is not None:
-                    message = await self._fast(client, messages, sink)
-                elif sink is not None:
-                    runnable = self._runnable(prompt, schema, tools, tool_choice)
-                    message = await self._stream(runnable, messages, sink)
+                    if cb is not None:
+                        raw = await RawModelRun.start(cb, concrete, messages, schema=schema)
+                    message = await self._fast(client, messages, on_token, raw)
+                    if raw is not None:
+                        await raw.end(message)
                 else:
-                    runnable = self._runnable(prompt, schema, tools, tool_choice)
-                    reply = (
-                        runnable.invoke(messages)
-                        if self.blocking
-                        else await runnable.ainvoke(messages)
+                    runnable = lc.reporting(
+                        self._runnable(prompt, schema, tools, tool_choice), cb, concrete
                     )
-                    message = reply if isinstance(reply, AIMessage) else AIMessage(reply.content)
+                    if on_token is not None or on_chunk is not None:
+                        take = on_chunk or _text_of(self.timed(on_token))
+                        message = await self._stream(runnable, messages, take)
+                    else:
+                        reply = (
+                            runnable.invoke(messages)
+                            if self.blocking
+                            else await runnable.ainvoke(messages)
+                        )
+                        message = (
+                            reply if isinstance(reply, AIMessage) else AIMessage(reply.content)
+                        )
                 self.ex.backend.check_response(message, logical)
                 return message
             except PromptlabError as exc:
@@ -387,6 +456,8 @@ class _Call:
             except Exception as exc:
                 error = await self._translate(exc, logical, None)
                 error.__cause__ = exc
+            if raw is not None:
+                await raw.error(error)
             if attempt >= self.retries or streamed or not self.ex.backend.should_retry(error):
                 self.recorder.close(span, error=str(error), attempts=attempt + 1)
                 raise error
@@ -404,16 +475,16 @@ class _Call:
         return model.bind_tools(tools, tool_choice=tool_choice) if tools else model
 
     async def _fast(
-        self, client: ChatClient, messages: list[BaseMessage], on_token: OnToken | None
+        self,
+        client: ChatClient,
+        messages: list[BaseMessage],
+        on_token: OnToken | None,
+        raw: RawModelRun | None = None,
     ) -> AIMessage:
         """One call through the backend's raw client."""
-        on_text = None
-        if on_token is not None:
-
-            def on_text(text: str) -> None:
-                if self.result.ttft_s is None:
-                    self.result.ttft_s = time.perf_counter() - self.started
-                on_token(text)
+        on_text = self.timed(on_token)
+        if raw is not None:
+            on_text = raw.wrap(on_text)
 
         reply = await client.chat(as_messages(messages), on_text)
         said = {"finish_reason": reply.finish_reason} if reply.finish_reason else {}
@@ -427,7 +498,10 @@ class _Call:
         return AIMessage(content=reply.text, usage_metadata=usage, response_metadata=said)
 
     async def _stream(
-        self, runnable: Runnable[Any, BaseMessage], messages: list[BaseMessage], on_token: OnToken
+        self,
+        runnable: Runnable[Any, BaseMessage],
+        messages: list[BaseMessage],
+        on_chunk: OnChunk,
     ) -> AIMessage:
         total: AIMessageChunk | None = None
 
@@ -435,10 +509,7 @@ class _Call:
             nonlocal total
             if not isinstance(chunk, AIMessageChunk):
                 return
-            if chunk.text:
-                if self.result.ttft_s is None:
-                    self.result.ttft_s = time.perf_counter() - self.started
-                on_token(chunk.text)
+            on_chunk(chunk)
             total = chunk if total is None else total + chunk
 
         if self.blocking:
@@ -456,6 +527,18 @@ class _Call:
             response_metadata=total.response_metadata,
         )
 
+    def timed(self, on_token: OnToken | None) -> OnToken | None:
+        """``on_token`` noting when the run's first token went out."""
+        if on_token is None:
+            return None
+
+        def send(text: str) -> None:
+            if self.result.ttft_s is None:
+                self.result.ttft_s = time.perf_counter() - self.started
+            on_token(text)
+
+        return send
+
     async def _translate(self, exc: Exception, logical: str, span: int | None) -> PromptlabError:
         """The promptlab error for a client's exception (unknown ones become BackendError)."""
         backend = self.ex.backend
@@ -466,6 +549,17 @@ class _Call:
         if span is not None:
             self.recorder.close(span, error=str(translated))
         return translated
+
+
+def _text_of(on_token: OnToken | None) -> OnChunk:
+    """A chunk consumer passing each chunk's text to ``on_token``."""
+    assert on_token is not None
+
+    def take(chunk: AIMessageChunk) -> None:
+        if chunk.text:
+            on_token(chunk.text)
+
+    return take
 
 
 def _jsonable(value: Any) -> Any:

@@ -2,8 +2,11 @@
 
 ``open_store(settings)`` gives the project's store (MLflow, or the in-memory double for a
 ``memory:`` URI). MLflow is imported only when a store opens, never at CLI start.
+
+``enable()`` records the runs of the Python API as traces too (see :mod:`.autotrace`).
 """
 
+from promptlab.tracking.autotrace import disable, enable, flush
 from promptlab.tracking.store import (
     RunInfo,
     RunStatus,
@@ -13,4 +16,14 @@ from promptlab.tracking.store import (
     tracked_run,
 )
 
-__all__ = ["RunInfo", "RunStatus", "TraceRecord", "TrackingStore", "open_store", "tracked_run"]
+__all__ = [
+    "RunInfo",
+    "RunStatus",
+    "TraceRecord",
+    "TrackingStore",
+    "disable",
+    "enable",
+    "flush",
+    "open_store",
+    "tracked_run",
+]

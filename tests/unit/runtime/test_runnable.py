@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import BaseMessage
+from langchain_core.output_parsers import JsonOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel
 
@@ -111,9 +112,19 @@ def test_astream_yields_several_text_chunks(tmp_path: Path) -> None:
     assert "".join(chunks) == "one two three"
 
 
-def test_stream_of_a_typed_flow_yields_the_output_once(tmp_path: Path) -> None:
-    bound = typed_flow(tmp_path).bind(FakeBackend(script=['{"answer": "Paris"}']))
-    assert list(bound.stream({"question": "q"})) == [Answer(answer="Paris")]
+def test_stream_of_a_typed_flow_yields_its_json_text_as_generated(tmp_path: Path) -> None:
+    bound = typed_flow(tmp_path).bind(FakeBackend(script=['{"answer": "Paris is far"}']))
+    chunks = list(bound.stream({"question": "q"}))
+    assert len(chunks) > 3
+    assert all(isinstance(c, str) for c in chunks)
+    assert Answer.model_validate_json("".join(chunks)) == Answer(answer="Paris is far")
+
+
+def test_a_typed_flow_streams_partial_dicts_through_a_json_parser(tmp_path: Path) -> None:
+    bound = typed_flow(tmp_path).bind(FakeBackend(script=['{"answer": "Paris is far"}']))
+    partials = list((bound | JsonOutputParser()).stream({"question": "q"}))
+    assert len(partials) > 1
+    assert partials[-1] == {"answer": "Paris is far"}
 
 
 def test_lcel_pipe_into_a_runnable_lambda(tmp_path: Path) -> None:
