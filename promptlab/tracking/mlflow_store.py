@@ -47,6 +47,11 @@ def _attr(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
+def _already_exists(exc: Exception) -> bool:
+    """Whether MLflow refused to create something because another client just did."""
+    return getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS"
+
+
 class MlflowStore:
     """A :class:`~promptlab.tracking.store.TrackingStore` on an MLflow tracking server or file.
 
@@ -59,17 +64,24 @@ class MlflowStore:
         self._uri = uri = settings.resolved_tracking_uri
         if uri.startswith("sqlite:///"):
             settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self._client = client = mlflow.MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(settings.experiment)
-        if experiment is None:
-            local = uri.startswith("sqlite:") or "://" not in uri
-            artifacts = (settings.state_dir / "artifacts").as_uri() if local else None
-            self.experiment_id = str(
-                client.create_experiment(settings.experiment, artifact_location=artifacts)
-            )
-        else:
-            self.experiment_id = str(experiment.experiment_id)
+        self._client = mlflow.MlflowClient(tracking_uri=uri)
+        self.experiment_id = self._experiment(settings)
         self._activate()
+
+    def _experiment(self, settings: Settings) -> str:
+        """The experiment's id, created if new (another process may create it meanwhile)."""
+        client = self._client
+        experiment = client.get_experiment_by_name(settings.experiment)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        local = self._uri.startswith("sqlite:") or "://" not in self._uri
+        artifacts = (settings.state_dir / "artifacts").as_uri() if local else None
+        try:
+            return str(client.create_experiment(settings.experiment, artifact_location=artifacts))
+        except self._mlflow.MlflowException as exc:
+            if not _already_exists(exc):
+                raise
+            return str(client.get_experiment_by_name(settings.experiment).experiment_id)
 
     def _activate(self) -> None:
         """Point MLflow's fluent API (traces, prompts) at this store; a no-op once it does."""
@@ -235,11 +247,18 @@ class MlflowStore:
         """The latest prompt version if it holds ``messages``, else a new one."""
         self._activate()
         genai = self._mlflow.genai
-        latest = genai.load_prompt(f"prompts:/{name}@latest", allow_missing=True)
-        if latest is None or latest.template != messages:
-            latest = genai.register_prompt(
-                name=name, template=messages, commit_message=message, tags=dict(tags)
-            )
+        for attempt in range(3):  # evals in other processes may register it meanwhile
+            latest = genai.load_prompt(f"prompts:/{name}@latest", allow_missing=True)
+            if latest is not None and latest.template == messages:
+                break
+            try:
+                latest = genai.register_prompt(
+                    name=name, template=messages, commit_message=message, tags=dict(tags)
+                )
+                break
+            except self._mlflow.MlflowException as exc:
+                if attempt == 2 or not _already_exists(exc):
+                    raise
         return int(latest.version)
 
     def register_version(
