@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ from promptlab.tracking.store import Assessment, ModelInfo, RunInfo, RunStatus
 
 MODEL_TAG = "promptlab.model_id"
 MODEL_VERSIONS = "mlflow.modelVersions"
+LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
 ENVIRONMENT = {
     "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
@@ -42,6 +44,17 @@ def _import_mlflow() -> Any:
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return mlflow
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity made None (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 def _attr(value: Any) -> Any:
@@ -170,10 +183,20 @@ class MlflowStore:
         self._client.log_text(run_id, text, path)
 
     def log_table(self, run_id: str, table: Mapping[str, Sequence[Any]], path: str) -> None:
-        """Store columns as a table artifact."""
-        self._client.log_table(
-            run_id, data={k: list(v) for k, v in table.items()}, artifact_file=path
-        )
+        """Store columns as a table artifact, in the form ``MlflowClient.log_table`` writes.
+
+        Written here (split-oriented JSON and the run's ``mlflow.loggedArtifacts`` tag) so that
+        logging a table neither imports pandas nor appends to an older table of the same path.
+        """
+        columns = list(table)
+        rows = [list(row) for row in zip(*(table[c] for c in columns), strict=True)]
+        data = {"columns": columns, "data": _finite(rows)}
+        self._client.log_dict(run_id, data, path)
+        tags = self._client.get_run(run_id).data.tags
+        listed = json.loads(tags.get(LOGGED_ARTIFACTS, "[]"))
+        entry = {"path": path, "type": "table"}
+        if entry not in listed:
+            self.set_tags(run_id, {LOGGED_ARTIFACTS: json.dumps([*listed, entry])})
 
     def log_files(self, run_id: str, files: Sequence[Path]) -> None:
         """Store files at the artifact root."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,3 +221,23 @@ def test_mlflow_holds_prompts_in_its_own_variable_form(tmp_path: Path) -> None:
     assert prompt.template == [{"role": "user", "content": "{{q}} {x}"}]
     assert prompt.variables == {"q"}
     assert prompt.format(q="hi") == [{"role": "user", "content": "hi {x}"}]
+
+
+def test_mlflow_reads_a_logged_table_as_its_own(tmp_path: Path) -> None:
+    (tmp_path / "promptlab.toml").write_text("")
+    store = open_store(load_settings(tmp_path))
+    run_id = store.start_run("table")
+    table = {"case_id": ["a", "b"], "inputs": [{"q": 1}, {"q": 2}], "v": [0.5, float("nan")]}
+    store.log_table(run_id, table, "cases.json")
+    store.log_table(run_id, table, "cases.json")  # rewritten, not appended
+    import mlflow
+
+    mlflow.set_tracking_uri(store.uri)
+    run = mlflow.get_run(run_id)
+    client = mlflow.MlflowClient()
+    frame = client.load_table(run.info.experiment_id, "cases.json", run_ids=[run_id])
+    assert list(frame["case_id"]) == ["a", "b"] and list(frame["inputs"]) == [{"q": 1}, {"q": 2}]
+    assert frame["v"][0] == 0.5 and frame["v"][1] != frame["v"][1]
+    assert json.loads(run.data.tags["mlflow.loggedArtifacts"]) == [
+        {"path": "cases.json", "type": "table"}
+    ]
