@@ -24,10 +24,12 @@ from promptlab.eval.runner import (
     BackendModels,
     EvalAborted,
     Runner,
+    Scoring,
     default_concurrency,
     resolve_scorers,
     select,
 )
+from promptlab.eval.scorers.judge import JudgeModelSettings
 from promptlab.eval.suite import Case, Stage, Suite
 from promptlab.hashing import file_hash
 from promptlab.runtime.executor import Executor
@@ -55,8 +57,12 @@ class Recorder(Protocol):
         """Open a run with these params, or reopen ``resume``; returns the run id."""
         ...
 
-    def register_prompts(self, flow: Flow, flow_hash: str) -> dict[str, int]:
-        """Record the flow's prompts; returns prompt name -> version."""
+    def register_prompts(self, run_id: str, flow: Flow, flow_hash: str) -> dict[str, int]:
+        """Record the flow's prompts as the ones the run uses; returns prompt name -> version."""
+        ...
+
+    def record_case(self, run_id: str, case: Case, result: CaseResult, run: RunResult) -> None:
+        """Record one finished case (its trace and verdicts); must not block the eval loop."""
         ...
 
     def finish(
@@ -66,14 +72,17 @@ class Recorder(Protocol):
         results: Sequence[CaseResult],
         gates: Sequence[GateResult],
         stage: str,
-        traces: Sequence[RunResult],
         scorer_calls: Sequence[dict[str, Any]],
     ) -> None:
-        """Record metrics, results, gate verdicts and traces; close the run."""
+        """Record metrics, results and gate verdicts once every case is recorded; close the run."""
         ...
 
     def abort(self, run_id: str) -> None:
         """Close the run as interrupted (it can be resumed)."""
+        ...
+
+    def fail(self, run_id: str) -> None:
+        """Close the run as failed (an error stopped it)."""
         ...
 
 
@@ -92,6 +101,7 @@ def run_suite(
     if not cases:
         raise UserError(f"{suite.path}: no case matches --tag {' '.join(list(options.tags))}")
     flow_hash = file_hash(split_ref(suite.flow_ref)[0])
+    models = BackendModels(backend, settings)
     params = {
         "suite": suite.name,
         "suite_hash": suite.fingerprint(),
@@ -106,20 +116,41 @@ def run_suite(
         "cases": len(cases),
         "sampling": {p.name: p.sampling.model_dump(exclude_none=True) for p in flow.prompts},
         "scorers": [s.spec.model_dump(exclude_none=True) for s in scorers],
+        "judges": _judges(scorers, models),
         **dict(options.extra_params),
     }
     run_id = recorder.start(f"{suite.name} on {backend.name}", params, options.resume)
-    journal = Journal(settings.state_dir / "evals" / f"{run_id}.jsonl")
     try:
-        journal.open(_selection(cases, repeats))
-    except UserError:
-        recorder.abort(run_id)
+        return _run(suite, flow, scorers, cases, settings, options, recorder, models, run_id)
+    except (EvalAborted, KeyboardInterrupt):
+        raise  # the run was ended KILLED: a resume continues it
+    except BaseException:
+        recorder.fail(run_id)
         raise
+
+
+def _run(
+    suite: Suite,
+    flow: Flow,
+    scorers: list[Scoring],
+    cases: list[Case],
+    settings: Settings,
+    options: Options,
+    recorder: Recorder,
+    models: BackendModels,
+    run_id: str,
+) -> Outcome:
+    """The eval of an open run: prompts linked, cases run and recorded, gates checked."""
+    backend = models.default
+    repeats = options.repeats or suite.settings.repeats
+    concurrency = options.concurrency or suite.settings.concurrency or default_concurrency(backend)
+    recorder.register_prompts(run_id, flow, file_hash(split_ref(suite.flow_ref)[0]))
+    journal = Journal(settings.state_dir / "evals" / f"{run_id}.jsonl")
+    journal.open(_selection(cases, repeats))
     # A case the backend failed on, retries spent, is tried again by a resume.
     done = [r for r in journal.read() if r.error_kind != "backend"]
     finished = {r.key for r in done}
     todo = [(c, r) for r in range(repeats) for c in cases if (c.id, r) not in finished]
-    models = BackendModels(backend, settings)
     total = len(cases) * repeats
     runner = Runner(
         executor=Executor(flow, backend, settings.state_dir),
@@ -131,6 +162,7 @@ def run_suite(
         retries=suite.settings.retries,
         breaker=suite.settings.breaker,
         on_done=_progress(len(done), total),
+        on_case=lambda case, result, run: recorder.record_case(run_id, case, result, run),
     )
     print(
         f"eval {suite.name}: {flow.name} on {backend.name}, {len(cases)} cases x {repeats}, "
@@ -156,17 +188,17 @@ def run_suite(
     results = done + [r for r, _ in runner.runs]
     table = metrics(results, [s.spec.name for s in scorers])
     gates = check_gates(suite.gates.get(options.stage, ()), table)
-    recorder.register_prompts(flow, flow_hash)
-    recorder.finish(
-        run_id,
-        table,
-        results,
-        gates,
-        options.stage,
-        [run for _, run in runner.runs],
-        models.calls,
-    )
+    recorder.finish(run_id, table, results, gates, options.stage, models.calls)
     return Outcome(suite.name, run_id, backend.name, options.stage, table, gates, results)
+
+
+def _judges(scorers: list[Scoring], models: BackendModels) -> dict[str, str]:
+    """Scorer name -> the concrete model that judges it, for the scorers that are LLM judges."""
+    return {
+        s.spec.name: models.describe(s.settings.model, s.settings.backend)
+        for s in scorers
+        if isinstance(s.settings, JudgeModelSettings)
+    }
 
 
 def _selection(cases: list[Case], repeats: int) -> dict[str, Any]:

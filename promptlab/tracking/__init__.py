@@ -4,6 +4,22 @@
 ``memory:`` URI). MLflow is imported only when a store opens, never at CLI start.
 """
 
-from promptlab.tracking.store import RunInfo, RunStatus, TrackingStore, open_store, tracked_run
+from promptlab.tracking.store import (
+    Assessment,
+    ModelInfo,
+    RunInfo,
+    RunStatus,
+    TrackingStore,
+    open_store,
+    tracked_run,
+)
 
-__all__ = ["RunInfo", "RunStatus", "TrackingStore", "open_store", "tracked_run"]
+__all__ = [
+    "Assessment",
+    "ModelInfo",
+    "RunInfo",
+    "RunStatus",
+    "TrackingStore",
+    "open_store",
+    "tracked_run",
+]
