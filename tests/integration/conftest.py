@@ -128,7 +128,11 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` on PostgreSQL with its artifact proxy, as ``http://127.0.0.1:PORT``.
 
     Both are stopped at the end of the session, also when a test fails.
+    ``PROMPTLAB_TEST_MLFLOW_URL`` points at a running server instead.
     """
+    if url := os.environ.get("PROMPTLAB_TEST_MLFLOW_URL"):
+        yield url.rstrip("/")
+        return
     server = TrackingServer(tmp_path_factory.mktemp("mlflow-artifacts"))
     try:
         yield server.url

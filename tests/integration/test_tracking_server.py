@@ -70,9 +70,10 @@ def test_four_evals_at_once_lose_nothing(
     assert all(s["results"] == TRIAGE_CASES for s in summaries)
 
     client = mlflow.MlflowClient(tracking_server)
+    mlflow.set_tracking_uri(tracking_server)
     runs = eval_runs(client, "concurrency")
-    assert {r.info.run_id for r in runs} == {s["run_id"] for s in summaries}
-    assert len(runs) == 4
+    assert sorted(r.info.run_id for r in runs) == sorted(s["run_id"] for s in summaries)
+    feedback = 0
     for run in runs:
         assert run.info.status == "FINISHED"
         assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # through the proxy
@@ -80,9 +81,21 @@ def test_four_evals_at_once_lose_nothing(
             locations=[run.info.experiment_id], run_id=run.info.run_id, max_results=500
         )
         assert len(traces) == TRIAGE_CASES, run.info.run_id
-        mlflow.set_tracking_uri(tracking_server)
         table = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/cases.json")
-        assert len(table["data"]) == TRIAGE_CASES
+        rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+        assert {r["trace_id"] for r in rows} == {t.info.trace_id for t in traces}
+        for trace in traces:
+            verdicts = [a for a in trace.info.assessments if a.feedback is not None]
+            assert sorted(a.name for a in verdicts) == sorted(TRIAGE_SCORERS), trace.info.trace_id
+            feedback += len(verdicts)
+    assert feedback == 4 * TRIAGE_CASES * len(TRIAGE_SCORERS)
+    # one flow version: the four evals agreed on one LoggedModel, and on one prompt version
+    models = client.search_logged_models([runs[0].info.experiment_id])
+    assert len(models) == 1, [m.model_id for m in models]
+    linked = {m.model_id for r in runs for m in client.get_run(r.info.run_id).inputs.model_inputs}
+    assert linked == {models[0].model_id}
+    versions = client.search_prompt_versions("triage.classify_ticket")
+    assert [v.version for v in versions] == [1]
 
 
 def test_promote_and_serve_by_alias_through_the_server(
