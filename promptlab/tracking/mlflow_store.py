@@ -464,16 +464,16 @@ class MlflowStore:
         """A new version of ``name`` (the registered model is created if new).
 
         With ``model_id``, the version is linked to the LoggedModel as ``mlflow.register_model``
-        links them: the model's ``mlflow.modelVersions`` tag lists the version (and the
-        version's ``promptlab.model_id`` tag names the model, which a sqlite store would drop).
+        links them: the model's ``mlflow.modelVersions`` tag lists the version, and the
+        version's ``promptlab.model_id`` tag names the model.
         """
         client = self._client
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
             client.create_registered_model(name, description=description)
         all_tags = {**tags, MODEL_TAG: model_id} if model_id else dict(tags)
-        created = client.create_model_version(
-            name, source=source, run_id=run_id, tags=all_tags, model_id=model_id
-        )
+        # No model_id here: a tracking server refuses one whose artifacts do not hold the
+        # source, and the bundle is the run's. The tag and the model's list carry the link.
+        created = client.create_model_version(name, source=source, run_id=run_id, tags=all_tags)
         version = int(created.version)
         if model_id:
             model = client.get_logged_model(model_id)
