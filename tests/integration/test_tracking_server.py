@@ -20,6 +20,11 @@ pytestmark = pytest.mark.integration
 
 TRIAGE_CASES = 44
 TRIAGE_SCORERS = ("category", "priority", "valid")
+SMOKE = (
+    "flow: ../flows/triage.py\ndataset: {file: data/triage.jsonl}\n"
+    "scorers: [{name: valid, kind: json_valid}]\n"
+    "gates: {dev: ['valid.rate == 1'], prod: ['valid.rate == 1']}\n"
+)
 FAKE_PROFILE = '\n[backends.fake]\nkind = "fake"\nmodels = { chat = "smollm2:135m" }\n'
 
 
@@ -108,11 +113,7 @@ def test_promote_and_serve_by_alias_through_the_server(
     project = copy_project(tmp_path / "author")
     config = project / "promptlab.toml"
     config.write_text('experiment = "team"\n' + config.read_text())
-    (project / "evals" / "smoke.yaml").write_text(
-        "flow: ../flows/triage.py\ndataset: {file: data/triage.jsonl}\n"
-        "scorers: [{name: valid, kind: json_valid}]\n"
-        "gates: {dev: ['valid.rate == 1'], prod: ['valid.rate == 1']}\n"
-    )
+    (project / "evals" / "smoke.yaml").write_text(SMOKE)
     promote = make_cli(env)(
         "promote", "flows/triage.py", "--to", "vllm", "--suite", "evals/smoke.yaml",
         "--limit", "3", cwd=project,
@@ -133,6 +134,7 @@ def test_promote_and_serve_by_alias_through_the_server(
     colleague = copy_project(tmp_path / "colleague")
     config = colleague / "promptlab.toml"
     config.write_text('experiment = "team"\n' + config.read_text())
+    (colleague / "evals" / "smoke.yaml").write_text(SMOKE)  # the checkout holds the suite
     port = free_port()
     cmd = [sys.executable, "-m", "promptlab", "serve", "triage", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
