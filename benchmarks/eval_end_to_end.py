@@ -9,9 +9,10 @@ ids suffixed) against one vLLM server:
                the run's artifacts and its end are all inside. After each run the benchmark
                checks, outside the timing, that MLflow holds the run FINISHED with one trace per
                case and one assessment per case and scorer.
-    bare:      one ``httpx.AsyncClient`` and an ``asyncio.Semaphore`` at promptlab's concurrency
-               (16 on vLLM) POSTing the JSON bodies promptlab sends (built as
-               ``benchmarks/eval_throughput.py`` builds and checks them), timed in-process.
+    bare:      one ``httpx.AsyncClient`` and an ``asyncio.Semaphore`` POSTing the JSON bodies
+               promptlab sends (built as ``benchmarks/eval_throughput.py`` builds and checks
+               them), timed in-process, at the concurrency promptlab chose (its run's
+               ``concurrency`` param).
 
 Rounds alternate the order of the sides. It prints each side's median cases/s per size and the
 ratio promptlab / bare (goals: >= 0.85 at 44 cases, >= 0.95 at 440).
@@ -50,7 +51,6 @@ from eval_throughput import (  # noqa: E402
 )
 
 GOALS = {44: 0.85, 440: 0.95}
-CONCURRENCY = 16
 PROJECT_TOML = """\
 default_backend = "vllm"
 
@@ -104,10 +104,10 @@ def write_project(folder: Path, url: str, sizes: list[int]) -> dict[int, Path]:
     return suites
 
 
-def run_promptlab(suite: Path, project: Path, uri: str) -> tuple[float, dict[str, Any]]:
+def run_promptlab(suite: Path, project: Path, uri: str, url: str) -> tuple[float, dict[str, Any]]:
     """Wall seconds of ``promptlab eval`` from process start to exit, and its summary."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMPTLAB_", "MLFLOW_"))}
-    env |= {"PROMPTLAB_TRACKING_URI": uri, "PYTHONPATH": str(REPO)}
+    env |= {"PROMPTLAB_TRACKING_URI": uri, "PROMPTLAB_VLLM_URL": url, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "promptlab", "eval", str(suite), "--backend", "vllm", "--json"]
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, check=False)
@@ -116,6 +116,13 @@ def run_promptlab(suite: Path, project: Path, uri: str) -> tuple[float, dict[str
         raise CannotRunError(f"promptlab eval exited {done.returncode}: {done.stderr[-2000:]}")
     summary: dict[str, Any] = json.loads(done.stdout)
     return wall, summary
+
+
+def concurrency_of(uri: str, run_id: str) -> int:
+    """The concurrency a ``promptlab eval`` run chose (its ``concurrency`` param)."""
+    import mlflow
+
+    return int(mlflow.MlflowClient(uri).get_run(run_id).data.params["concurrency"])
 
 
 def check_tracked(uri: str, run_id: str, cases: int, scorers: int) -> str:
@@ -143,9 +150,11 @@ def check_tracked(uri: str, run_id: str, cases: int, scorers: int) -> str:
     return f"{run.info.status}, {len(traces)} traces, {feedback} assessments"
 
 
-def run_bare(url: str, bodies: list[tuple[str, bytes]], timeout: float) -> tuple[float, int]:
+def run_bare(
+    url: str, bodies: list[tuple[str, bytes]], concurrency: int, timeout: float
+) -> tuple[float, int]:
     start = time.perf_counter()
-    replies = asyncio.run(post_all(f"{url}/chat/completions", bodies, CONCURRENCY, timeout))
+    replies = asyncio.run(post_all(f"{url}/chat/completions", bodies, concurrency, timeout))
     wall = time.perf_counter() - start
     return wall, sum(status == 200 for _, status, _ in replies)
 
@@ -180,9 +189,11 @@ def bench(url: str, sizes: list[int], rounds: int, tmp: Path) -> dict[str, Any]:
     scorers = len(shared.suite.scorers)
     base = [shared.bodies[c.id] for c in shared.cases]
     # Warm-up: the server's first requests, and MLflow's schema created in the store.
-    run_bare(url, list(zip([c.id for c in shared.cases[:8]], base[:8], strict=True)), timeout)
-    run_promptlab(suites[sizes[0]], project, uri)
-    figures: dict[str, Any] = {"url": url, "concurrency": CONCURRENCY, "sizes": {}}
+    _, warm = run_promptlab(suites[sizes[0]], project, uri, url)
+    concurrency = concurrency_of(uri, warm["run_id"])
+    warm_bodies = list(zip([c.id for c in shared.cases], base, strict=True))
+    run_bare(url, warm_bodies, concurrency, timeout)
+    figures: dict[str, Any] = {"url": url, "concurrency": concurrency, "sizes": {}}
     for size in sizes:
         bodies = [(f"{i}", base[i % len(base)]) for i in range(size)]
         walls: dict[str, list[float]] = {"promptlab": [], "bare": []}
@@ -190,11 +201,11 @@ def bench(url: str, sizes: list[int], rounds: int, tmp: Path) -> dict[str, Any]:
         for round_ in range(rounds):
             for side in ("bare", "promptlab") if round_ % 2 == 0 else ("promptlab", "bare"):
                 if side == "bare":
-                    wall, ok = run_bare(url, bodies, timeout)
+                    wall, ok = run_bare(url, bodies, concurrency, timeout)
                     if ok != size:
                         raise CannotRunError(f"bare: {size - ok} of {size} requests failed")
                 else:
-                    wall, summary = run_promptlab(suites[size], project, uri)
+                    wall, summary = run_promptlab(suites[size], project, uri, url)
                     checks.append(check_tracked(uri, summary["run_id"], size, scorers))
                 walls[side].append(wall)
                 print(f"  {size} cases, round {round_}, {side}: {wall:.2f} s", file=sys.stderr)
@@ -207,7 +218,7 @@ def bench(url: str, sizes: list[int], rounds: int, tmp: Path) -> dict[str, Any]:
             "goal": GOALS.get(size),
             "tracked": checks,
         }
-    print(f"\neval end to end on {url}, concurrency {CONCURRENCY}, median of {rounds} rounds")
+    print(f"\neval end to end on {url}, concurrency {concurrency}, median of {rounds} rounds")
     print(f"  {'cases':>6} {'promptlab eval':>15} {'bare httpx':>11} {'ratio':>6} {'goal':>5}")
     for size, row in figures["sizes"].items():
         goal = row["goal"]

@@ -138,4 +138,4 @@ def test_an_eval_reads_back_with_its_assessments_prompts_and_flow_version(
     [prod_model] = [m.model_id for m in prod_run.inputs.model_inputs]
     assert version.tags["promptlab.model_id"] == prod_model
     listed = json.loads(client.get_logged_model(prod_model).tags["mlflow.modelVersions"])
-    assert {"name": "promptlab.triage", "version": version.version} in listed
+    assert {"name": "promptlab.triage", "version": str(version.version)} in listed

@@ -225,3 +225,30 @@ def test_an_aborted_eval_ends_killed_and_resumes_to_finished(
     ]
     table = store.load_dict(run.run_id, "cases.json")
     assert sorted(table["trace_id"]) == sorted(store.traces)
+
+
+def test_a_judge_verdict_names_the_judge_model_as_its_source(
+    eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    (eval_project / "promptlab.toml").write_text(
+        (eval_project / "promptlab.toml")
+        .read_text()
+        .replace('models = { chat = "tiny-chat" }', 'models = { chat = "tiny-chat", judge = "big"}')
+    )
+    (eval_project / "evals" / "qa.yaml").write_text(
+        SUITE.replace(
+            "scorers: [{name: says, kind: contains}]",
+            "scorers: [{name: says, kind: contains}, {name: tone, kind: judge, rubric: polite}]",
+        )
+    )
+    verdict = '{"verdict": "fail", "reason": "curt"}'
+    fake_kind.default_script = ["Paris.", verdict, "Seine.", verdict]
+    code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    assert code == 0, err
+    store = store_of(eval_project)
+    run = store.runs[run_id_of(out)]
+    for trace_id in run.traces:
+        tone = next(a for a in store.trace_assessments(trace_id) if a.name == "tone")
+        assert (tone.source, tone.value) == ("LLM_JUDGE", False)
+        assert "big" in tone.source_id and tone.source_id.endswith("@fake")
+        assert tone.rationale.startswith("curt")
