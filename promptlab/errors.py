@@ -26,7 +26,8 @@ PromptlabError
 ├── MCPError                  an agent's MCP server failed
 │   ├── MCPUnavailableError   the server cannot be started or reached
 │   └── MCPTimeoutError       the server did not answer in time
-└── OutputValidationError     the model's output does not match the output schema (.raw)
+├── OutputValidationError     the model's output does not match the output schema (.raw)
+└── TrackingError             the tracking store did not record what it was given
 ```
 """
 
@@ -191,6 +192,12 @@ class OutputValidationError(PromptlabError):
     def __init__(self, message: str, raw: str) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class TrackingError(PromptlabError):
+    """The tracking store (MLflow) failed to record traces or assessments of a run."""
+
+    exit_code = 3
 
 
 def one_line(text: str) -> str:

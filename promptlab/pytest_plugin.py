@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from promptlab.declare.flow import Flow
     from promptlab.eval.aggregate import GateResult, Metric
     from promptlab.eval.results import CaseResult
-    from promptlab.eval.session import Outcome
-    from promptlab.eval.suite import Suite
+    from promptlab.eval.session import Outcome, Recorder
+    from promptlab.eval.suite import Case, Suite
     from promptlab.runtime.result import RunResult
 
 SUITE_KEYS = {"flow", "dataset", "scorers"}
@@ -173,7 +173,7 @@ class SuiteRun:
         name = config.getoption("promptlab_backend")
         settings = backend_settings(flow.base_dir, backend=name)
         backend = create_backend(settings.profile(name), settings.root)
-        recorder: Any = _NullRecorder()
+        recorder: Recorder = _NullRecorder()
         store = None
         if not config.getoption("promptlab_no_track"):
             from promptlab.tracking import open_store
@@ -207,8 +207,11 @@ class _NullRecorder:
     def start(self, name: str, params: dict[str, Any], resume: str | None) -> str:
         return f"pytest-{uuid.uuid4().hex[:12]}"
 
-    def register_prompts(self, flow: Flow, flow_hash: str) -> dict[str, int]:
+    def register_prompts(self, run_id: str, flow: Flow, flow_hash: str) -> dict[str, int]:
         return {}
+
+    def record_case(self, run_id: str, case: Case, result: CaseResult, run: RunResult) -> None:
+        return None
 
     def finish(
         self,
@@ -217,12 +220,14 @@ class _NullRecorder:
         results: Sequence[CaseResult],
         gates: Sequence[GateResult],
         stage: str,
-        traces: Sequence[RunResult],
         scorer_calls: Sequence[dict[str, Any]],
     ) -> None:
         return None
 
     def abort(self, run_id: str) -> None:
+        return None
+
+    def fail(self, run_id: str) -> None:
         return None
 
 

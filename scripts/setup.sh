@@ -3,6 +3,7 @@
 #   .venv/              promptlab with every extra, and the dev tools
 #   .cache/vllm-venv/   vLLM for the CPU, in a virtualenv of its own (its pins clash with MLflow's)
 #   .cache/models/      the chat model (GGUF, and HF weights converted from it) and the embedder
+#   Debian packages     postgresql (the tests' MLflow store) and chromium (the MLflow UI test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,18 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "promptlab needs Python 3.11+"'
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Debian's PostgreSQL and Chromium: apt only when one is missing (as root, or through sudo).
+missing=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]} (Debian packages)"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+fi
 
 stamp() { cat "$@" | sha256sum | cut -c1-16; }
 

@@ -146,3 +146,90 @@ def start_chroma(path: Path, port: int | None = None) -> Server:
     cmd = [str(require(chroma)), "run", "--path", str(path), "--host", "127.0.0.1"]
     server = Server("chroma", [*cmd, "--port", str(port)], f"chroma://127.0.0.1:{port}", {})
     return server.wait_ready(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=60)
+
+
+def _postgres_bin(name: str) -> Path:
+    """A PostgreSQL server binary from Debian's package (not on PATH)."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        raise RuntimeError("PostgreSQL is missing: run scripts/setup.sh (it installs postgresql)")
+    return found[-1]
+
+
+class Postgres:
+    """A private PostgreSQL cluster in a temp folder: own port, its unix socket in the folder.
+
+    ``initdb`` refuses root, so as root the cluster belongs to Debian's ``postgres`` user.
+    """
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="promptlab-pg-"))
+        self.port = free_port()
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+            self._as = ["runuser", "-u", "postgres", "--"]
+        self.data = self.folder / "data"
+        self._started = False
+        try:
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+            options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+            log = str(self.folder / "log")
+            self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+            self._started = True
+            self._run(
+                "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "mlflow"
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _run(self, name: str, *args: str) -> None:
+        cmd = [*self._as, str(_postgres_bin(name)), *args]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"{name} failed ({out.returncode}):\n{out.stdout}{out.stderr}")
+
+    @property
+    def uri(self) -> str:
+        """The SQLAlchemy URI of the cluster's ``mlflow`` database (SQLAlchemy 2.1 would pick
+        psycopg 3 for a bare ``postgresql://``; the driver installed is psycopg2)."""
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/mlflow"
+
+    def stop(self) -> None:
+        """Stop the cluster (fast shutdown) and remove its folder."""
+        if self._started:
+            self._started = False
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class TrackingServer:
+    """``mlflow server`` on a PostgreSQL store with its artifact proxy, on 127.0.0.1."""
+
+    def __init__(self, artifacts: Path, timeout: float = 120) -> None:
+        self.postgres = Postgres()
+        try:
+            port = free_port()
+            mlflow_cli = Path(sys.executable).with_name("mlflow")
+            cmd = [str(require(mlflow_cli)), "server", "--host", "127.0.0.1", "--port", str(port)]
+            cmd += ["--backend-store-uri", self.postgres.uri, "--serve-artifacts"]
+            cmd += ["--artifacts-destination", str(artifacts), "--workers", "2"]
+            cmd += ["--uvicorn-opts", "--timeout-graceful-shutdown 3"]  # idle keep-alives
+            url = f"http://127.0.0.1:{port}"
+            self.server = Server("mlflow-server", cmd, url, {}).wait_ready(f"{url}/health", timeout)
+        except BaseException:
+            self.postgres.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The tracking URI clients use (``http://127.0.0.1:PORT``)."""
+        return self.server.url
+
+    def stop(self) -> None:
+        """Stop MLflow, then PostgreSQL."""
+        try:
+            self.server.stop()
+        finally:
+            self.postgres.stop()

@@ -87,7 +87,7 @@ def rescore(
     with journal:
         for result in results:
             journal.append(result)
-    recorder.finish(new_id, table, results, gates, stage, [], models.calls)
+    recorder.finish(new_id, table, results, gates, stage, models.calls)
     return Outcome(suite.name, new_id, params.get("backend", "?"), stage, table, gates, results)
 
 

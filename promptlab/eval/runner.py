@@ -105,6 +105,11 @@ class BackendModels(Models):
         record["reply"] = reply.text
         return reply.text
 
+    def describe(self, model: str, backend: str | None) -> str:
+        """The concrete model a logical one names on a backend (the run's when None)."""
+        target = self._backend(backend)
+        return f"{target.describe(model)}@{target.name}"
+
     async def embed(
         self, texts: Sequence[str], *, model: str, backend: str | None
     ) -> list[list[float]]:
@@ -170,6 +175,8 @@ class Runner:
     breaker: int = BREAKER
     #: Keep every run in ``runs`` (for tracking after the run); off, memory stays bounded.
     keep_runs: bool = True
+    #: Called with each finished case, its result and its run, once journaled (tracking).
+    on_case: Callable[[Case, CaseResult, RunResult], None] | None = None
     _failing: int = 0
 
     async def run(self, todo: Sequence[tuple[Case, int]]) -> None:
@@ -188,6 +195,8 @@ class Runner:
                 if backend_failed and not self._side_effects_ran(run):
                     result.error_kind = "backend"
                 self.journal.append(result)
+                if self.on_case is not None:
+                    self.on_case(case, result, run)
                 if self.keep_runs:
                     self.runs.append((result, run))
                 self.on_done(result)

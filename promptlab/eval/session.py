@@ -25,10 +25,12 @@ from promptlab.eval.runner import (
     BackendModels,
     EvalAborted,
     Runner,
+    Scoring,
     default_concurrency,
     resolve_scorers,
     select,
 )
+from promptlab.eval.scorers.judge import JudgeModelSettings
 from promptlab.eval.suite import Case, Stage, Suite
 from promptlab.hashing import file_hash
 from promptlab.runtime.cache import ResponseCache
@@ -59,8 +61,12 @@ class Recorder(Protocol):
         """Open a run with these params, or reopen ``resume``; returns the run id."""
         ...
 
-    def register_prompts(self, flow: Flow, flow_hash: str) -> dict[str, int]:
-        """Record the flow's prompts; returns prompt name -> version."""
+    def register_prompts(self, run_id: str, flow: Flow, flow_hash: str) -> dict[str, int]:
+        """Record the flow's prompts as the ones the run uses; returns prompt name -> version."""
+        ...
+
+    def record_case(self, run_id: str, case: Case, result: CaseResult, run: RunResult) -> None:
+        """Record one finished case (its trace and verdicts); must not block the eval loop."""
         ...
 
     def finish(
@@ -70,14 +76,17 @@ class Recorder(Protocol):
         results: Sequence[CaseResult],
         gates: Sequence[GateResult],
         stage: str,
-        traces: Sequence[RunResult],
         scorer_calls: Sequence[dict[str, Any]],
     ) -> None:
-        """Record metrics, results, gate verdicts and traces; close the run."""
+        """Record metrics, results and gate verdicts once every case is recorded; close the run."""
         ...
 
     def abort(self, run_id: str) -> None:
         """Close the run as interrupted (it can be resumed)."""
+        ...
+
+    def fail(self, run_id: str) -> None:
+        """Close the run as failed (an error stopped it)."""
         ...
 
 
@@ -106,6 +115,8 @@ def run_suite(
     timed = any(g.metric.startswith("latency.") for g in suite.gates.get(options.stage, ()))
     cached = options.cache and not timed
     flow_hash = file_hash(split_ref(suite.flow_ref)[0])
+    cache = ResponseCache.under(settings.state_dir, enabled=cached)
+    models = BackendModels(backend, settings, cache)
     params = {
         "suite": suite.name,
         "suite_hash": suite.fingerprint(),
@@ -120,6 +131,7 @@ def run_suite(
         "cases": len(cases),
         "sampling": {p.name: p.sampling.model_dump(exclude_none=True) for p in flow.prompts},
         "scorers": [s.spec.model_dump(exclude_none=True) for s in scorers],
+        "judges": _judges(scorers, models),
         "cache": "on" if cached else "off",
         **dict(options.extra_params),
     }
@@ -127,18 +139,42 @@ def run_suite(
     journal = Journal(settings.state_dir / "evals" / f"{run_id}.jsonl")
     try:
         journal.open(_selection(cases, repeats))
-    except UserError:
+    except UserError:  # another process runs it, or another selection: still resumable
         recorder.abort(run_id)
         raise
+    try:
+        return _run(suite, flow, scorers, cases, options, recorder, models, cache, journal, run_id)
+    except (EvalAborted, KeyboardInterrupt):
+        raise  # the run was ended KILLED: a resume continues it
+    except BaseException:
+        recorder.fail(run_id)
+        raise
+
+
+def _run(
+    suite: Suite,
+    flow: Flow,
+    scorers: list[Scoring],
+    cases: list[Case],
+    options: Options,
+    recorder: Recorder,
+    models: BackendModels,
+    cache: ResponseCache,
+    journal: Journal,
+    run_id: str,
+) -> Outcome:
+    """The eval of an open run: prompts linked, cases run and recorded, gates checked."""
+    backend = models.default
+    repeats = options.repeats or suite.settings.repeats
+    concurrency = options.concurrency or suite.settings.concurrency or default_concurrency(backend)
+    recorder.register_prompts(run_id, flow, file_hash(split_ref(suite.flow_ref)[0]))
     # A case the backend failed on, retries spent, is tried again by a resume.
     done = [r for r in journal.read() if r.error_kind != "backend"]
     finished = {r.key for r in done}
     todo = [(c, r) for r in range(repeats) for c in cases if (c.id, r) not in finished]
-    cache = ResponseCache.under(settings.state_dir, enabled=cached)
-    models = BackendModels(backend, settings, cache)
     total = len(cases) * repeats
     runner = Runner(
-        executor=Executor(flow, backend, settings.state_dir, cache=cache),
+        executor=Executor(flow, backend, models.settings.state_dir, cache=cache),
         scorers=scorers,
         journal=journal,
         models=models,
@@ -147,12 +183,13 @@ def run_suite(
         retries=suite.settings.retries,
         breaker=suite.settings.breaker,
         on_done=_progress(len(done), total),
+        on_case=lambda case, result, run: recorder.record_case(run_id, case, result, run),
     )
     print(
         f"eval {suite.name}: {flow.name} on {backend.name}, {len(cases)} cases x {repeats}, "
         f"concurrency {concurrency}, run {run_id}"
         + (f" (resuming, {len(done)} done)" if done else "")
-        + (", uncached: the stage gates latency" if options.cache and timed else ""),
+        + (", uncached: the stage gates latency" if options.cache and not cache.enabled else ""),
         file=sys.stderr,
     )
     resume = f"promptlab eval {suite.path} --backend {backend.name} --resume {run_id}"
@@ -176,19 +213,9 @@ def run_suite(
     try:
         gates = check_gates(suite.gates.get(options.stage, ()), table)
     except UserError:
-        recorder.abort(run_id)
         _print_partial(suite, backend, options, run_id, results, table)
         raise
-    recorder.register_prompts(flow, flow_hash)
-    recorder.finish(
-        run_id,
-        table,
-        results,
-        gates,
-        options.stage,
-        [run for _, run in runner.runs],
-        models.calls,
-    )
+    recorder.finish(run_id, table, results, gates, options.stage, models.calls)
     return Outcome(suite.name, run_id, backend.name, options.stage, table, gates, results)
 
 
@@ -219,6 +246,15 @@ def _print_partial(
     outcome = Outcome(suite.name, run_id, backend.name, options.stage, table, [], results)
     print(f"what ran before the error ({len(results)} results):", file=sys.stderr)
     print(outcome.report(), file=sys.stderr)
+
+
+def _judges(scorers: list[Scoring], models: BackendModels) -> dict[str, str]:
+    """Scorer name -> the concrete model that judges it, for the scorers that are LLM judges."""
+    return {
+        s.spec.name: models.describe(s.settings.model, s.settings.backend)
+        for s in scorers
+        if isinstance(s.settings, JudgeModelSettings)
+    }
 
 
 def _selection(cases: list[Case], repeats: int) -> dict[str, Any]:

@@ -37,7 +37,12 @@ from promptlab.promote.targets import dev_profile, with_dev
 from promptlab.promote.tools import check_tools
 from promptlab.runtime.loader import load_flow
 from promptlab.tracking import open_store, tracked_run
-from promptlab.tracking.evals import EvalRecorder, latest_passing_eval, load_results
+from promptlab.tracking.evals import (
+    MODEL_ID_TAG,
+    EvalRecorder,
+    latest_passing_eval,
+    load_results,
+)
 
 Say = Callable[[str], None]
 
@@ -275,7 +280,9 @@ def _publish(
             "promptlab.promotion_run": run_id,
             "promptlab.parity": ", ".join(f"{c.name}: {c.status}" for c in report.checks),
         }
-        version, previous = register(store, lock, source, run_id, alias, tags)
+        prod_run = store.get_run(report.prod.run_id)
+        model_id = prod_run.tags.get(MODEL_ID_TAG) if prod_run else None
+        version, previous = register(store, lock, source, run_id, alias, tags, model_id)
         report.registered = f"{registered_name(lock.flow)} version {version}, alias '{alias}'" + (
             f" (was version {previous})" if previous else ""
         )

@@ -39,11 +39,19 @@ def log_bundle(
 
 
 def register(
-    store: TrackingStore, lock: Lock, source: str, run_id: str, alias: str, tags: dict[str, str]
+    store: TrackingStore,
+    lock: Lock,
+    source: str,
+    run_id: str,
+    alias: str,
+    tags: dict[str, str],
+    model_id: str | None = None,
 ) -> tuple[int, int | None]:
     """A new registered version for the lock, and the alias moved to it.
 
-    Returns the new version and the one the alias pointed at before (None if none).
+    ``model_id`` is the flow version (LoggedModel) whose eval passed the gates; the registered
+    version is linked to it. Returns the new version and the one the alias pointed at before
+    (None if none).
     """
     name = registered_name(lock.flow)
     previous = store.alias_version(name, alias)
@@ -56,7 +64,7 @@ def register(
     if previous is not None:
         all_tags[f"promptlab.previous.{alias}"] = str(previous)
     version = store.register_version(
-        name, source, run_id, all_tags, description=f"promptlab flow {lock.flow}"
+        name, source, run_id, all_tags, description=f"promptlab flow {lock.flow}", model_id=model_id
     )
     store.set_alias(name, alias, version)
     return version, previous

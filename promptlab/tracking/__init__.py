@@ -8,6 +8,8 @@
 
 from promptlab.tracking.autotrace import disable, enable, flush
 from promptlab.tracking.store import (
+    Assessment,
+    ModelInfo,
     RunInfo,
     RunStatus,
     TraceRecord,
@@ -17,6 +19,8 @@ from promptlab.tracking.store import (
 )
 
 __all__ = [
+    "Assessment",
+    "ModelInfo",
     "RunInfo",
     "RunStatus",
     "TraceRecord",

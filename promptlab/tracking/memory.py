@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlab.runtime.result import RunResult
-from promptlab.tracking.store import RunInfo, RunStatus, TraceRecord
+from promptlab.tracking.store import Assessment, ModelInfo, RunInfo, RunStatus, TraceRecord
 
 
 @dataclass
@@ -29,6 +29,20 @@ class MemoryRun:
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+    prompts: dict[str, int] = field(default_factory=dict)
+    traces: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MemoryTrace:
+    """One trace: the flow run, its run and flow version, its tags and assessments."""
+
+    result: RunResult
+    run_id: str | None
+    model_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    assessments: list[Assessment] = field(default_factory=list)
 
 
 @dataclass
@@ -39,6 +53,7 @@ class MemoryVersion:
     run_id: str
     files: dict[str, bytes]
     tags: dict[str, str]
+    model_id: str | None = None
 
 
 class MemoryStore:
@@ -56,8 +71,11 @@ class MemoryStore:
         self._uri = uri
         self._ids = itertools.count(1)
         self.runs: dict[str, MemoryRun] = {}
-        self.traces: dict[str, tuple[RunResult, str | None]] = {}
+        self.traces: dict[str, MemoryTrace] = {}
         self.prompts: dict[str, list[list[dict[str, str]]]] = {}
+        self.flow_models: dict[str, ModelInfo] = {}
+        #: model id -> prompt versions linked to it (name, version)
+        self.model_prompts: dict[str, set[tuple[str, int]]] = {}
         self.models: dict[str, list[MemoryVersion]] = {}
         self.aliases: dict[tuple[str, str], int] = {}
 
@@ -86,7 +104,9 @@ class MemoryStore:
         run = self.runs.get(run_id)
         if run is None:
             return None
-        return RunInfo(run.run_id, run.name, run.status, dict(run.params), dict(run.tags))
+        return RunInfo(
+            run.run_id, run.name, run.status, dict(run.params), dict(run.tags), tuple(run.models)
+        )
 
     def reopen_run(self, run_id: str) -> None:
         """Mark the run as running again."""
@@ -156,20 +176,71 @@ class MemoryStore:
             return None
         return json.loads(run.artifacts[path])
 
-    def log_trace(self, result: RunResult, run_id: str | None = None) -> str:
+    def log_trace(
+        self,
+        result: RunResult,
+        run_id: str | None = None,
+        model_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
         """Keep the run as a trace; returns its id."""
         trace_id = f"tr-{len(self.traces) + 1}"
-        self.traces[trace_id] = (result, run_id)
+        self.traces[trace_id] = MemoryTrace(result, run_id, model_id, dict(tags or {}))
+        if run_id is not None:
+            self._run(run_id).traces.append(trace_id)
         return trace_id
+
+    def log_assessments(self, trace_id: str, assessments: Sequence[Assessment]) -> None:
+        """Attach verdicts and expectations to a trace."""
+        self.traces[trace_id].assessments.extend(assessments)
+
+    def trace_assessments(self, trace_id: str) -> list[Assessment]:
+        """The assessments attached to a trace."""
+        return list(self.traces[trace_id].assessments)
+
+    def run_traces(self, run_id: str, tag: str) -> dict[str, str]:
+        """The run's traces by the value of their tag ``tag``."""
+        return {
+            trace.tags[tag]: trace_id
+            for trace_id, trace in self.traces.items()
+            if trace.run_id == run_id and tag in trace.tags
+        }
+
+    def link_traces(self, run_id: str, trace_ids: Sequence[str]) -> None:
+        """List traces among the run's."""
+        listed = self._run(run_id).traces
+        listed.extend(t for t in trace_ids if t not in listed)
+
+    def flow_model(
+        self, name: str, key: str, params: Mapping[str, str], tags: Mapping[str, str], run_id: str
+    ) -> str:
+        """The flow version with this key (created if new); the run is linked to it."""
+        found = [m for m in self.flow_models.values() if m.tags.get("promptlab.model_key") == key]
+        if found:
+            model_id = found[0].model_id
+        else:
+            model_id = f"m-{len(self.flow_models) + 1}"
+            all_tags = {**tags, "promptlab.model_key": key}
+            self.flow_models[model_id] = ModelInfo(model_id, name, dict(params), all_tags, run_id)
+        self._run(run_id).models.append(model_id)
+        return model_id
+
+    def get_model(self, model_id: str) -> ModelInfo | None:
+        """A flow version, or None."""
+        return self.flow_models.get(model_id)
 
     def served_traces(self, flow: str, max_results: int) -> list[TraceRecord]:
         """The newest traces of ``flow`` logged without a run, newest first."""
         found = [
             TraceRecord(
-                trace_id, result.flow, result.inputs, result.to_json()["output"], result.error
+                trace_id,
+                trace.result.flow,
+                trace.result.inputs,
+                trace.result.to_json()["output"],
+                trace.result.error,
             )
-            for trace_id, (result, run_id) in reversed(self.traces.items())
-            if run_id is None and result.flow == flow
+            for trace_id, trace in reversed(self.traces.items())
+            if trace.run_id is None and trace.result.flow == flow
         ]
         return found[:max_results]
 
@@ -182,8 +253,30 @@ class MemoryStore:
             versions.append(copy.deepcopy(messages))
         return len(versions)
 
+    def link_prompts(
+        self, versions: Mapping[str, int], run_id: str, model_id: str | None = None
+    ) -> None:
+        """Link prompt versions to the run and the flow version."""
+        self._run(run_id).prompts.update(versions)
+        if model_id is not None:
+            self.model_prompts.setdefault(model_id, set()).update(versions.items())
+
+    def linked_prompts(self, run_id: str) -> dict[str, int]:
+        """The prompt versions linked to a run."""
+        return dict(self._run(run_id).prompts)
+
+    def prompt_messages(self, name: str, version: int) -> list[dict[str, str]]:
+        """A prompt version's messages."""
+        return copy.deepcopy(self.prompts[name][version - 1])
+
     def register_version(
-        self, name: str, source: str, run_id: str, tags: Mapping[str, str], description: str
+        self,
+        name: str,
+        source: str,
+        run_id: str,
+        tags: Mapping[str, str],
+        description: str,
+        model_id: str | None = None,
     ) -> int:
         """A new version of ``name`` from a ``runs:/RUN/PATH`` source this store logged."""
         run_id_in_source, _, folder = source.removeprefix("runs:/").partition("/")
@@ -194,8 +287,12 @@ class MemoryStore:
             if key.startswith(f"{folder}/")
         }
         versions = self.models.setdefault(name, [])
-        versions.append(MemoryVersion(len(versions) + 1, run_id, files, dict(tags)))
+        versions.append(MemoryVersion(len(versions) + 1, run_id, files, dict(tags), model_id))
         return len(versions)
+
+    def version_model(self, name: str, version: int) -> str | None:
+        """The flow version a registered version is linked to."""
+        return self.models[name][version - 1].model_id
 
     def alias_version(self, name: str, alias: str) -> int | None:
         """The version ``name@alias`` points at, or None."""

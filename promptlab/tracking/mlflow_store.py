@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -21,8 +22,12 @@ from typing import Any
 from promptlab.config import Settings
 from promptlab.errors import MissingDependencyError
 from promptlab.runtime.result import RunResult
-from promptlab.tracking.store import RunInfo, RunStatus, TraceRecord
+from promptlab.tracking.prompts import from_mlflow, to_mlflow
+from promptlab.tracking.store import Assessment, ModelInfo, RunInfo, RunStatus, TraceRecord
 
+MODEL_TAG = "promptlab.model_id"
+MODEL_VERSIONS = "mlflow.modelVersions"
+LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
 ENVIRONMENT = {
     "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
@@ -41,10 +46,26 @@ def _import_mlflow() -> Any:
     return mlflow
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity made None (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
 def _attr(value: Any) -> Any:
     if isinstance(value, str | int | float | bool):
         return value
     return json.dumps(value, default=str)
+
+
+def _already_exists(exc: Exception) -> bool:
+    """Whether MLflow refused to create something because another client just did."""
+    return getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS"
 
 
 class MlflowStore:
@@ -59,17 +80,24 @@ class MlflowStore:
         self._uri = uri = settings.resolved_tracking_uri
         if uri.startswith("sqlite:///"):
             settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self._client = client = mlflow.MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(settings.experiment)
-        if experiment is None:
-            local = uri.startswith("sqlite:") or "://" not in uri
-            artifacts = (settings.state_dir / "artifacts").as_uri() if local else None
-            self.experiment_id = str(
-                client.create_experiment(settings.experiment, artifact_location=artifacts)
-            )
-        else:
-            self.experiment_id = str(experiment.experiment_id)
+        self._client = mlflow.MlflowClient(tracking_uri=uri)
+        self.experiment_id = self._experiment(settings)
         self._activate()
+
+    def _experiment(self, settings: Settings) -> str:
+        """The experiment's id, created if new (another process may create it meanwhile)."""
+        client = self._client
+        experiment = client.get_experiment_by_name(settings.experiment)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        local = self._uri.startswith("sqlite:") or "://" not in self._uri
+        artifacts = (settings.state_dir / "artifacts").as_uri() if local else None
+        try:
+            return str(client.create_experiment(settings.experiment, artifact_location=artifacts))
+        except self._mlflow.MlflowException as exc:
+            if not _already_exists(exc):
+                raise
+            return str(client.get_experiment_by_name(settings.experiment).experiment_id)
 
     def _activate(self) -> None:
         """Point MLflow's fluent API (traces, prompts) at this store; a no-op once it does."""
@@ -110,6 +138,7 @@ class MlflowStore:
             status=str(run.info.status),
             params=dict(run.data.params),
             tags=dict(run.data.tags),
+            models=tuple(str(m.model_id) for m in (run.inputs.model_inputs or [])),
         )
 
     def reopen_run(self, run_id: str) -> None:
@@ -166,10 +195,20 @@ class MlflowStore:
         self._client.log_text(run_id, text, path)
 
     def log_table(self, run_id: str, table: Mapping[str, Sequence[Any]], path: str) -> None:
-        """Store columns as a table artifact."""
-        self._client.log_table(
-            run_id, data={k: list(v) for k, v in table.items()}, artifact_file=path
-        )
+        """Store columns as a table artifact, in the form ``MlflowClient.log_table`` writes.
+
+        Written here (split-oriented JSON and the run's ``mlflow.loggedArtifacts`` tag) so that
+        logging a table neither imports pandas nor appends to an older table of the same path.
+        """
+        columns = list(table)
+        rows = [list(row) for row in zip(*(table[c] for c in columns), strict=True)]
+        data = {"columns": columns, "data": _finite(rows)}
+        self._client.log_dict(run_id, data, path)
+        tags = self._client.get_run(run_id).data.tags
+        listed = json.loads(tags.get(LOGGED_ARTIFACTS, "[]"))
+        entry = {"path": path, "type": "table"}
+        if entry not in listed:
+            self.set_tags(run_id, {LOGGED_ARTIFACTS: json.dumps([*listed, entry])})
 
     def log_files(self, run_id: str, files: Sequence[Path]) -> None:
         """Store files at the artifact root."""
@@ -190,10 +229,27 @@ class MlflowStore:
         except Exception:
             return None
 
-    def log_trace(self, result: RunResult, run_id: str | None = None) -> str:
+    def log_trace(
+        self,
+        result: RunResult,
+        run_id: str | None = None,
+        model_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
         """Replay the run's recorded spans as one MLflow trace; returns its id."""
         self._activate()
         mlflow = self._mlflow
+        metadata = {"mlflow.sourceRun": run_id} if run_id else {}
+        if model_id:
+            metadata["mlflow.modelId"] = model_id
+        all_tags = {
+            "promptlab.flow": result.flow,
+            "promptlab.backend": result.backend,
+            "promptlab.models": json.dumps(result.models),
+            "promptlab.input_tokens": str(result.usage.input_tokens),
+            "promptlab.output_tokens": str(result.usage.output_tokens),
+            **(tags or {}),
+        }
         live: list[Any] = []
         for span in result.spans:
             parent = live[span.parent] if span.parent is not None else None
@@ -205,7 +261,8 @@ class MlflowStore:
                     inputs=span.inputs,
                     attributes={k: _attr(v) for k, v in span.attributes.items()},
                     experiment_id=self.experiment_id if parent is None else None,
-                    metadata={"mlflow.sourceRun": run_id} if run_id and parent is None else None,
+                    metadata=metadata if parent is None else None,
+                    tags=all_tags if parent is None else None,
                     start_time_ns=span.start_ns,
                 )
             )
@@ -217,17 +274,132 @@ class MlflowStore:
                 status="ERROR" if span.error is not None else "OK",
                 end_time_ns=span.end_ns or span.start_ns,
             )
-        trace_id = str(live[0].trace_id)
-        tags = {
-            "promptlab.flow": result.flow,
-            "promptlab.backend": result.backend,
-            "promptlab.models": json.dumps(result.models),
-            "promptlab.input_tokens": str(result.usage.input_tokens),
-            "promptlab.output_tokens": str(result.usage.output_tokens),
-        }
-        for key, value in tags.items():
-            self._client.set_trace_tag(trace_id, key, value)
-        return trace_id
+        return str(live[0].trace_id)
+
+    def log_assessments(self, trace_id: str, assessments: Sequence[Assessment]) -> None:
+        """Attach each assessment with MLflow's own feedback and expectation entities."""
+        from mlflow.entities import AssessmentError, AssessmentSource, Expectation, Feedback
+
+        self._activate()
+        for a in assessments:
+            source = AssessmentSource(source_type=a.source, source_id=a.source_id)
+            entity: Any
+            if a.kind == "expectation":
+                entity = Expectation(
+                    name=a.name, value=a.value, source=source, metadata=a.metadata or None
+                )
+            else:
+                error = None
+                if a.error is not None:
+                    error = AssessmentError(error_code="SCORER_ERROR", error_message=a.error)
+                entity = Feedback(
+                    name=a.name,
+                    value=a.value,
+                    error=error,
+                    source=source,
+                    rationale=a.rationale or None,
+                    metadata=a.metadata or None,
+                )
+            self._mlflow.log_assessment(trace_id, entity)
+
+    def trace_assessments(self, trace_id: str) -> list[Assessment]:
+        """The assessments on a trace, as promptlab's :class:`Assessment`."""
+        info = self._client.get_trace(trace_id).info
+        found = []
+        for a in info.assessments:
+            expectation = a.expectation is not None
+            error = a.feedback.error if not expectation and a.feedback is not None else None
+            found.append(
+                Assessment(
+                    name=a.name,
+                    value=a.value,
+                    kind="expectation" if expectation else "feedback",
+                    rationale=a.rationale or "",
+                    source=a.source.source_type,
+                    source_id=a.source.source_id or "",
+                    error=error.error_message if error is not None else None,
+                    metadata=dict(a.metadata or {}),
+                )
+            )
+        return found
+
+    def run_traces(self, run_id: str, tag: str) -> dict[str, str]:
+        """The run's traces by the value of their tag ``tag``."""
+        found: dict[str, str] = {}
+        token = None
+        while True:
+            page = self._client.search_traces(
+                locations=[self.experiment_id],
+                run_id=run_id,
+                include_spans=False,
+                max_results=500,
+                page_token=token,
+            )
+            for trace in page:
+                value = trace.info.tags.get(tag)
+                if value is not None:
+                    found[value] = str(trace.info.trace_id)
+            token = page.token
+            if not token:
+                return found
+
+    def link_traces(self, run_id: str, trace_ids: Sequence[str]) -> None:
+        """List traces among the run's (MLflow takes at most 100 a call)."""
+        ids = list(trace_ids)
+        for start in range(0, len(ids), 100):
+            self._client.link_traces_to_run(ids[start : start + 100], run_id=run_id)
+
+    def flow_model(
+        self, name: str, key: str, params: Mapping[str, str], tags: Mapping[str, str], run_id: str
+    ) -> str:
+        """The LoggedModel tagged with ``key``, created (READY) from the run if new."""
+        from mlflow.entities import LoggedModelInput
+
+        client = self._client
+        found = self._first_model(key)
+        if found is not None:
+            model_id = found
+        else:
+            model = client.create_logged_model(
+                self.experiment_id,
+                name=name,
+                source_run_id=run_id,
+                params={k: v[:6000] for k, v in params.items()},
+                tags={**tags, "promptlab.model_key": key},
+                model_type="promptlab-flow",
+            )
+            model_id = str(model.model_id)
+            client.finalize_logged_model(model_id, "READY")
+            first = self._first_model(key)
+            if first is not None and first != model_id:  # an eval elsewhere made it first
+                client.delete_logged_model(model_id)
+                model_id = first
+        client.log_inputs(run_id, models=[LoggedModelInput(model_id=model_id)])
+        return model_id
+
+    def _first_model(self, key: str) -> str | None:
+        """The oldest LoggedModel tagged with ``key`` (evals racing agree on it), or None."""
+        found = self._client.search_logged_models(
+            experiment_ids=[self.experiment_id],
+            filter_string=f"tags.`promptlab.model_key` = '{key}'",
+            order_by=[{"field_name": "creation_time", "ascending": True}],
+            max_results=1,
+        )
+        return str(found[0].model_id) if found else None
+
+    def get_model(self, model_id: str) -> ModelInfo | None:
+        """A LoggedModel as a :class:`ModelInfo`, or None."""
+        try:
+            model = self._client.get_logged_model(model_id)
+        except Exception:
+            return None
+        return ModelInfo(
+            model_id=str(model.model_id),
+            name=str(model.name),
+            params=dict(model.params),
+            tags=dict(model.tags),
+            source_run_id=model.source_run_id,
+        )
 
     def served_traces(self, flow: str, max_results: int) -> list[TraceRecord]:
         """The newest traces of ``flow`` with no source run (served requests), newest first."""
@@ -259,25 +431,89 @@ class MlflowStore:
     def register_prompt(
         self, name: str, messages: list[dict[str, str]], message: str, tags: Mapping[str, str]
     ) -> int:
-        """The latest prompt version if it holds ``messages``, else a new one."""
-        self._activate()
-        genai = self._mlflow.genai
-        latest = genai.load_prompt(f"prompts:/{name}@latest", allow_missing=True)
-        if latest is None or latest.template != messages:
-            latest = genai.register_prompt(
-                name=name, template=messages, commit_message=message, tags=dict(tags)
-            )
-        return int(latest.version)
+        """The latest prompt version if it holds ``messages``, else a new one ({{var}} form)."""
+        client = self._client
+        template = [{**m, "content": to_mlflow(m["content"])} for m in messages]
+        attempt = 0
+        while True:  # evals in other processes may register it meanwhile
+            latest = None
+            if client.get_prompt(name) is not None:
+                latest = client.load_prompt(
+                    f"prompts:/{name}@latest", allow_missing=True, cache_ttl_seconds=0
+                )
+            if latest is not None and latest.template == template:
+                return int(latest.version)
+            try:
+                new = client.register_prompt(
+                    name=name, template=template, commit_message=message, tags=dict(tags)
+                )
+            except self._mlflow.MlflowException as exc:
+                attempt += 1
+                if attempt == 3 or not _already_exists(exc):
+                    raise
+            else:
+                return int(new.version)
+
+    def link_prompts(
+        self, versions: Mapping[str, int], run_id: str, model_id: str | None = None
+    ) -> None:
+        """Link each prompt version to the run and to the LoggedModel."""
+        client = self._client
+        for name, version in versions.items():
+            client.link_prompt_version_to_run(run_id, f"prompts:/{name}/{version}")
+            if model_id is not None:
+                client.link_prompt_version_to_model(name, str(version), model_id)
+
+    def linked_prompts(self, run_id: str) -> dict[str, int]:
+        """The prompt versions MLflow lists on the run (its ``mlflow.linkedPrompts`` tag)."""
+        raw = self._client.get_run(run_id).data.tags.get("mlflow.linkedPrompts", "[]")
+        return {str(p["name"]): int(p["version"]) for p in json.loads(raw)}
+
+    def prompt_messages(self, name: str, version: int) -> list[dict[str, str]]:
+        """A prompt version's messages, turned back into promptlab's ``{var}`` form."""
+        prompt = self._client.get_prompt_version(name, version)
+        if prompt is None:
+            raise KeyError(f"{name}/{version}")
+        template = prompt.template
+        if isinstance(template, str):
+            template = [{"role": "user", "content": template}]
+        return [{**m, "content": from_mlflow(m["content"])} for m in template]
 
     def register_version(
-        self, name: str, source: str, run_id: str, tags: Mapping[str, str], description: str
+        self,
+        name: str,
+        source: str,
+        run_id: str,
+        tags: Mapping[str, str],
+        description: str,
+        model_id: str | None = None,
     ) -> int:
-        """A new version of ``name`` (the registered model is created if new)."""
+        """A new version of ``name`` (the registered model is created if new).
+
+        With ``model_id``, the version is linked to the LoggedModel as ``mlflow.register_model``
+        links them: the model's ``mlflow.modelVersions`` tag lists the version, and the
+        version's ``promptlab.model_id`` tag names the model.
+        """
         client = self._client
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
             client.create_registered_model(name, description=description)
-        version = client.create_model_version(name, source=source, run_id=run_id, tags=dict(tags))
-        return int(version.version)
+        all_tags = {**tags, MODEL_TAG: model_id} if model_id else dict(tags)
+        # No model_id here: a tracking server refuses one whose artifacts do not hold the
+        # source, and the bundle is the run's. The tag and the model's list carry the link.
+        created = client.create_model_version(name, source=source, run_id=run_id, tags=all_tags)
+        version = int(created.version)
+        if model_id:
+            model = client.get_logged_model(model_id)
+            listed = json.loads(model.tags.get(MODEL_VERSIONS, "[]"))
+            listed.append({"name": name, "version": str(version)})
+            client.set_logged_model_tags(model_id, {MODEL_VERSIONS: json.dumps(listed)})
+        return version
+
+    def version_model(self, name: str, version: int) -> str | None:
+        """The LoggedModel a registered version is linked to, or None."""
+        found = self._client.get_model_version(name, str(version))
+        model_id = found.model_id or found.tags.get(MODEL_TAG)
+        return str(model_id) if model_id else None
 
     def alias_version(self, name: str, alias: str) -> int | None:
         """The version ``name@alias`` points at, or None."""

@@ -24,7 +24,38 @@ from promptlab.config import Settings
 from promptlab.runtime.result import RunResult
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
+SourceType = Literal["CODE", "LLM_JUDGE", "HUMAN"]
 MEMORY_SCHEME = "memory:"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A verdict (feedback) or an expectation attached to a trace.
+
+    ``source`` says who judged: ``CODE`` for a deterministic scorer, ``LLM_JUDGE`` for a judge
+    (``source_id`` then names its model), ``HUMAN`` for a suite's expectations. ``error`` is set
+    when the scorer could not judge (its value is then None).
+    """
+
+    name: str
+    value: Any
+    kind: Literal["feedback", "expectation"] = "feedback"
+    rationale: str = ""
+    source: SourceType = "CODE"
+    source_id: str = "promptlab"
+    error: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A flow version as the store keeps it (MLflow's LoggedModel)."""
+
+    model_id: str
+    name: str
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    source_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +67,8 @@ class RunInfo:
     status: str
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    #: The flow versions (model ids) the run used.
+    models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,10 +162,17 @@ class TrackingStore(Protocol):
         """A JSON artifact of the run, or None if the run or the artifact does not exist."""
         ...
 
-    def log_trace(self, result: RunResult, run_id: str | None = None) -> str:
+    def log_trace(
+        self,
+        result: RunResult,
+        run_id: str | None = None,
+        model_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
         """Write a flow run as one trace (its spans with their timings); returns the trace id.
 
-        With ``run_id``, the trace belongs to that run (an eval's case traces).
+        With ``run_id``, the trace belongs to that run (an eval's case traces); with
+        ``model_id``, to that flow version.
         """
         ...
 
@@ -140,16 +180,75 @@ class TrackingStore(Protocol):
         """The newest traces of ``flow`` that no eval run wrote (served requests), newest first."""
         ...
 
+    def log_assessments(self, trace_id: str, assessments: Sequence[Assessment]) -> None:
+        """Attach verdicts and expectations to a trace."""
+        ...
+
+    def trace_assessments(self, trace_id: str) -> list[Assessment]:
+        """The assessments attached to a trace."""
+        ...
+
+    def run_traces(self, run_id: str, tag: str) -> dict[str, str]:
+        """The traces of a run, keyed by the value of their tag ``tag``: value -> trace id."""
+        ...
+
+    def link_traces(self, run_id: str, trace_ids: Sequence[str]) -> None:
+        """List traces among the run's (an evaluation's traces)."""
+        ...
+
+    def flow_model(
+        self, name: str, key: str, params: Mapping[str, str], tags: Mapping[str, str], run_id: str
+    ) -> str:
+        """The flow version tagged ``promptlab.model_key=key``, created from ``run_id`` if new.
+
+        Returns its model id; the run is linked to it either way.
+        """
+        ...
+
+    def get_model(self, model_id: str) -> ModelInfo | None:
+        """A flow version, or None."""
+        ...
+
     def register_prompt(
         self, name: str, messages: list[dict[str, str]], message: str, tags: Mapping[str, str]
     ) -> int:
-        """A prompt version holding ``messages``: the latest if unchanged, else a new one."""
+        """A prompt version holding ``messages``: the latest if unchanged, else a new one.
+
+        ``messages`` use promptlab's ``{var}`` templates; the store keeps its own form.
+        """
+        ...
+
+    def link_prompts(
+        self, versions: Mapping[str, int], run_id: str, model_id: str | None = None
+    ) -> None:
+        """Link prompt versions (name -> version) to the run that used them and its flow version."""
+        ...
+
+    def linked_prompts(self, run_id: str) -> dict[str, int]:
+        """The prompt versions linked to a run: name -> version."""
+        ...
+
+    def prompt_messages(self, name: str, version: int) -> list[dict[str, str]]:
+        """A prompt version's messages, in promptlab's ``{var}`` form."""
         ...
 
     def register_version(
-        self, name: str, source: str, run_id: str, tags: Mapping[str, str], description: str
+        self,
+        name: str,
+        source: str,
+        run_id: str,
+        tags: Mapping[str, str],
+        description: str,
+        model_id: str | None = None,
     ) -> int:
-        """A new version of the registered model ``name`` (created if new) from ``source``."""
+        """A new version of the registered model ``name`` (created if new) from ``source``.
+
+        With ``model_id``, the version is linked to that flow version.
+        """
+        ...
+
+    def version_model(self, name: str, version: int) -> str | None:
+        """The flow version (model id) a registered version is linked to, or None."""
         ...
 
     def alias_version(self, name: str, alias: str) -> int | None:

@@ -5,7 +5,8 @@
   serving the same GGUF through llama.cpp;
 - vLLM (CPU) serving the chat model and, on a second server, the embedding model
   (``PROMPTLAB_TEST_VLLM_URL`` / ``PROMPTLAB_TEST_VLLM_EMBED_URL`` point at running ones);
-- MLflow: a sqlite tracking store in a temporary folder;
+- MLflow: a sqlite tracking store in a temporary folder and, for the tests of a team's set-up,
+  ``mlflow server`` on a private PostgreSQL cluster with its artifact proxy;
 - Chroma: the vector database server (``chroma run``) for retrievers with a server store.
 
 Nothing is skipped: a missing model or venv fails with the command that fixes it.
@@ -31,6 +32,7 @@ from tests.servers import (
     CHAT_HF,
     EMBED_DIR,
     REPO,
+    TrackingServer,
     require,
     start_chroma,
     start_vllm,
@@ -122,6 +124,23 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``mlflow server`` on PostgreSQL with its artifact proxy, as ``http://127.0.0.1:PORT``.
+
+    Both are stopped at the end of the session, also when a test fails.
+    ``PROMPTLAB_TEST_MLFLOW_URL`` points at a running server instead.
+    """
+    if url := os.environ.get("PROMPTLAB_TEST_MLFLOW_URL"):
+        yield url.rstrip("/")
+        return
+    server = TrackingServer(tmp_path_factory.mktemp("mlflow-artifacts"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def backend_env(ollama_url: str, vllm: VLLM, tracking_uri: str) -> dict[str, str]:
     """Environment pointing the repository's profiles at the session's servers."""
     env = {
@@ -136,6 +155,17 @@ def backend_env(ollama_url: str, vllm: VLLM, tracking_uri: str) -> dict[str, str
         "PROMPTLAB_VLLM_EMBED_URL": vllm.embed,
         "PROMPTLAB_TRACKING_URI": tracking_uri,
     }
+
+
+@pytest.fixture(scope="session")
+def server_env(tracking_server: str) -> dict[str, str]:
+    """Environment of a command tracking to the session's MLflow server (no model server)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PROMPTLAB_", "OLLAMA_", "MLFLOW_"))
+    }
+    return {**env, "PROMPTLAB_TRACKING_URI": tracking_server}
 
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]

@@ -12,9 +12,11 @@ import stat
 from pathlib import Path
 
 from promptlab.promote.deploy.compose import (
+    MLFLOW_DOCKERFILE,
     render_compose,
     render_dockerfile,
     render_dockerignore,
+    render_mlflow_dockerfile,
     render_secrets_example,
 )
 from promptlab.promote.deploy.helm import render_helm
@@ -36,6 +38,7 @@ def render_deployment(lock: Lock) -> dict[str, str]:
         "secrets.env.example": render_secrets_example(plan),
         "Dockerfile": render_dockerfile(plan),
         "Dockerfile.dockerignore": render_dockerignore(plan),
+        MLFLOW_DOCKERFILE: render_mlflow_dockerfile(plan),
         **render_k8s(plan),
         "helm/production-stack-values.yaml": render_helm(plan),
         "README.md": render_readme(plan),

@@ -1,4 +1,9 @@
-"""docker compose: the vLLM servers, the flow server (built from a Dockerfile) and MLflow."""
+"""docker compose: vLLM servers, the flow server, MLflow on PostgreSQL with its artifact proxy.
+
+The flow server is built from a Dockerfile, MLflow from ``mlflow.Dockerfile``. MLflow has no
+authentication of its own by default, so it is not published to the host: the flow server
+reaches it inside the compose network. See :data:`MLFLOW_AUTH` to open its UI.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,11 @@ from promptlab.promote.deploy import vectors
 from promptlab.promote.deploy.plan import (
     FLOW_GRACE_S,
     FLOW_PORT,
+    MLFLOW_DB,
     MLFLOW_PORT,
+    POSTGRES_IMAGE,
     PRE_STOP_S,
+    PSYCOPG2,
     ROOT_FROM_FOLDER,
     VLLM_PORT,
     Plan,
@@ -25,6 +33,16 @@ from promptlab.promote.lock import PACKAGES, Lock
 HF_CACHE = "/root/.cache/huggingface"
 EXTRAS = "serve,openai,tracking"
 SECRETS_FILE = "secrets.env"
+MLFLOW_DOCKERFILE = "mlflow.Dockerfile"
+DB_PASSWORD = "${MLFLOW_DB_PASSWORD:?set MLFLOW_DB_PASSWORD in secrets.env}"
+MLFLOW_AUTH = (
+    "MLflow is not published to the host: it has no authentication here. To open its UI,\n"
+    "put auth in front of it first: MLflow's basic-auth app (`--app-name basic-auth` in its\n"
+    "command, MLFLOW_FLASK_SERVER_SECRET_KEY set, the default admin password changed) or an\n"
+    "authenticating reverse proxy (oauth2-proxy, nginx with auth), and publish that. From\n"
+    f'this machine only: ports: ["127.0.0.1:{MLFLOW_PORT}:{MLFLOW_PORT}"] on the mlflow '
+    "service.\n"
+)
 
 
 def _http_check(port: int, path: str) -> list[str]:
@@ -111,8 +129,10 @@ def _flow_service(plan: Plan) -> dict[str, Any]:
 
 
 def _mlflow_service(plan: Plan) -> dict[str, Any]:
+    store = f"postgresql+psycopg2://{MLFLOW_DB}:{DB_PASSWORD}@postgres:5432/{MLFLOW_DB}"
     return {
-        "image": plan.mlflow_image,
+        "image": plan.mlflow_server_image,
+        "build": {"context": ".", "dockerfile": MLFLOW_DOCKERFILE},
         "command": [
             "mlflow",
             "server",
@@ -120,27 +140,56 @@ def _mlflow_service(plan: Plan) -> dict[str, Any]:
             "0.0.0.0",
             "--port",
             str(MLFLOW_PORT),
-            "--backend-store-uri",
-            "sqlite:////mlflow/mlflow.db",
+            "--serve-artifacts",
             "--artifacts-destination",
             "/mlflow/artifacts",
         ],
-        # MLflow >= 3.5 refuses Host headers it does not know; the flow server calls it `mlflow`.
         "environment": {
+            # From the environment, not the command line (`ps` would show the password).
+            "MLFLOW_BACKEND_STORE_URI": store,
+            # MLflow >= 3.5 refuses Host headers it does not know; the flow server calls it
+            # `mlflow`.
             "MLFLOW_SERVER_ALLOWED_HOSTS": f"mlflow,mlflow:{MLFLOW_PORT},localhost,"
-            f"localhost:{MLFLOW_PORT}"
+            f"localhost:{MLFLOW_PORT}",
         },
-        "ports": [f"{MLFLOW_PORT}:{MLFLOW_PORT}"],
         "volumes": ["mlflow:/mlflow"],
+        "depends_on": {"postgres": {"condition": "service_healthy"}},
         "healthcheck": {
             "test": _http_check(MLFLOW_PORT, "/health"),
             "interval": "10s",
             "timeout": "5s",
             "retries": 3,
-            "start_period": "1m",
+            "start_period": "2m",  # the first start creates MLflow's tables
         },
         "restart": "unless-stopped",
     }
+
+
+def _postgres_service() -> dict[str, Any]:
+    return {
+        "image": POSTGRES_IMAGE,
+        "environment": {
+            "POSTGRES_USER": MLFLOW_DB,
+            "POSTGRES_DB": MLFLOW_DB,
+            "POSTGRES_PASSWORD": DB_PASSWORD,
+        },
+        "volumes": ["postgres:/var/lib/postgresql/data"],
+        "healthcheck": {
+            "test": ["CMD", "pg_isready", "-U", MLFLOW_DB, "-d", MLFLOW_DB],
+            "interval": "5s",
+            "timeout": "5s",
+            "retries": 10,
+        },
+        "restart": "unless-stopped",
+    }
+
+
+def render_mlflow_dockerfile(plan: Plan) -> str:
+    """MLflow's image plus the PostgreSQL driver its store needs."""
+    return (
+        plan.header("MLflow's image with the PostgreSQL driver")
+        + f"FROM {plan.mlflow_image}\nRUN pip install --no-cache-dir {PSYCOPG2}\n"
+    )
 
 
 def render_compose(plan: Plan) -> str:
@@ -148,7 +197,8 @@ def render_compose(plan: Plan) -> str:
     services = {s.service: _vllm_service(plan, s) for s in plan.servers}
     services["flow"] = _flow_service(plan)
     services["mlflow"] = _mlflow_service(plan)
-    volumes: dict[str, Any] = {"mlflow": {}}
+    services["postgres"] = _postgres_service()
+    volumes: dict[str, Any] = {"mlflow": {}, "postgres": {}}
     if vectors.chroma_retrievers(plan):
         services[vectors.CHROMA_SERVICE] = vectors.compose_service(plan)
         volumes["chroma"] = {}
@@ -158,6 +208,7 @@ def render_compose(plan: Plan) -> str:
     usage = (
         "# Run from this folder: docker compose --env-file secrets.env up -d\n"
         "# (copy secrets.env.example to secrets.env and set real keys first).\n"
+        + "".join(f"# {line}\n" for line in MLFLOW_AUTH.splitlines())
     )
     return plan.header("docker compose deployment") + usage + dump(doc)
 
@@ -170,6 +221,8 @@ def render_secrets_example(plan: Plan) -> str:
         "VLLM_API_KEY=REPLACE-ME-vllm-key\n"
         "# The flow server's own API keys, comma-separated:\n"
         "PROMPTLAB_API_KEYS=REPLACE-ME-flow-key\n"
+        "# The password of MLflow's PostgreSQL database (set before its first start):\n"
+        "MLFLOW_DB_PASSWORD=REPLACE-ME-db-password\n"
     )
 
 

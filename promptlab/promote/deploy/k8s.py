@@ -1,4 +1,4 @@
-"""Kubernetes manifests: a Deployment and Service per vLLM server, the flow server, storage."""
+"""Kubernetes manifests: a Deployment and Service per vLLM server, the flow server, MLflow."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from promptlab.promote.deploy import vectors
 from promptlab.promote.deploy.plan import (
     FLOW_GRACE_S,
     FLOW_PORT,
+    MLFLOW_DB,
+    MLFLOW_PORT,
     MODELS_MOUNT,
     PLACEHOLDER,
     PRE_STOP_S,
     SECRET_FLOW_KEYS,
+    SECRET_MLFLOW_STORE,
     SECRET_VLLM_KEY,
     TEMPLATES_MOUNT,
     VLLM_PORT,
@@ -23,6 +26,14 @@ from promptlab.promote.deploy.plan import (
 )
 
 MODELS_STORAGE = "50Gi"
+ARTIFACTS_STORAGE = "20Gi"
+MLFLOW_NOTE = (
+    "# MLflow's Service is cluster-internal (no Ingress): it has no authentication here. Put\n"
+    "# auth in front before exposing it: MLflow's basic-auth app (`--app-name basic-auth`,\n"
+    "# MLFLOW_FLASK_SERVER_SECRET_KEY from a Secret) or an authenticating proxy/Ingress\n"
+    "# (oauth2-proxy). For a look: kubectl port-forward svc/{name} {port}. The database is\n"
+    "# yours (a managed PostgreSQL or an operator's cluster): its URI comes from the Secret.\n"
+)
 
 
 def _labels(plan: Plan, name: str, component: str) -> dict[str, str]:
@@ -143,6 +154,9 @@ def flow_objects(plan: Plan) -> list[dict[str, Any]]:
     urls = {s.service: f"http://{vllm_name(plan, s)}:{VLLM_PORT}/v1" for s in plan.servers}
     store = vectors.store_env(plan, f"{plan.name}-{vectors.CHROMA_SERVICE}")
     env = [{"name": k, "value": v} for k, v in (plan.backend_env(urls) | store).items()]
+    env.append(
+        {"name": "PROMPTLAB_TRACKING_URI", "value": f"http://{mlflow_name(plan)}:{MLFLOW_PORT}"}
+    )
     env += [
         _secret_env(plan, "VLLM_API_KEY", SECRET_VLLM_KEY),
         _secret_env(plan, "PROMPTLAB_API_KEYS", SECRET_FLOW_KEYS),
@@ -165,6 +179,54 @@ def flow_objects(plan: Plan) -> list[dict[str, Any]]:
     return [
         _deployment(plan, name, "flow-server", pod, "RollingUpdate"),
         _service(plan, name, "flow-server", FLOW_PORT),
+    ]
+
+
+def mlflow_name(plan: Plan) -> str:
+    """MLflow's Deployment and Service name."""
+    return f"{plan.name}-mlflow"
+
+
+def mlflow_objects(plan: Plan) -> list[dict[str, Any]]:
+    """MLflow on PostgreSQL (URI from the Secret) with its artifact proxy on a volume."""
+    name = mlflow_name(plan)
+    claim = f"{name}-artifacts"
+    hosts = f"{name},{name}:{MLFLOW_PORT},localhost,localhost:{MLFLOW_PORT}"
+    container = {
+        "name": "mlflow",
+        "image": plan.mlflow_server_image,
+        "command": ["mlflow", "server"],
+        "args": [
+            *("--host", "0.0.0.0", "--port", str(MLFLOW_PORT), "--serve-artifacts"),
+            *("--artifacts-destination", "/mlflow/artifacts"),
+        ],
+        "ports": [{"name": "http", "containerPort": MLFLOW_PORT}],
+        "env": [
+            _secret_env(plan, "MLFLOW_BACKEND_STORE_URI", SECRET_MLFLOW_STORE),
+            {"name": "MLFLOW_SERVER_ALLOWED_HOSTS", "value": hosts},
+        ],
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+        "volumeMounts": [{"name": "artifacts", "mountPath": "/mlflow"}],
+        # The first start creates MLflow's tables: up to 10 min, then the usual checks.
+        "startupProbe": _probe("/health", "http", periodSeconds=10, failureThreshold=60),
+        "readinessProbe": _probe("/health", "http", periodSeconds=10, failureThreshold=3),
+        "livenessProbe": _probe("/health", "http", periodSeconds=30, failureThreshold=3),
+    }
+    volumes = [{"name": "artifacts", "persistentVolumeClaim": {"claimName": claim}}]
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim, "labels": _labels(plan, claim, "tracking-storage")},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": ARTIFACTS_STORAGE}},
+        },
+    }
+    pod = {"containers": [container], "volumes": volumes}
+    return [
+        pvc,
+        _deployment(plan, name, "tracking", pod, strategy="Recreate"),
+        _service(plan, name, "tracking", MLFLOW_PORT),
     ]
 
 
@@ -192,6 +254,8 @@ def secret_template(plan: Plan) -> dict[str, Any]:
         "stringData": {
             SECRET_VLLM_KEY: f"{PLACEHOLDER}-vllm-key",
             SECRET_FLOW_KEYS: f"{PLACEHOLDER}-flow-key",
+            SECRET_MLFLOW_STORE: f"postgresql+psycopg2://{MLFLOW_DB}:{PLACEHOLDER}-db-password"
+            f"@{PLACEHOLDER}-db-host:5432/{MLFLOW_DB}",
         },
     }
 
@@ -203,6 +267,8 @@ def render_k8s(plan: Plan) -> dict[str, str]:
         head = plan.header(f"vLLM server '{server.args.logical}'")
         out[f"k8s/{server.service}.yaml"] = head + dump_all(vllm_objects(plan, server))
     out["k8s/flow-server.yaml"] = plan.header("The flow server") + dump_all(flow_objects(plan))
+    note = MLFLOW_NOTE.format(name=mlflow_name(plan), port=MLFLOW_PORT)
+    out["k8s/mlflow.yaml"] = plan.header("MLflow") + note + dump_all(mlflow_objects(plan))
     if vectors.chroma_retrievers(plan):
         name = f"{plan.name}-{vectors.CHROMA_SERVICE}"
         chroma = vectors.k8s_objects(plan, _labels(plan, name, "vector-db"))

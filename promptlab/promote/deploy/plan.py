@@ -22,11 +22,16 @@ FLOW_PORT = 8080
 MLFLOW_PORT = 5000
 VLLM_REPOSITORY = "vllm/vllm-openai"
 MLFLOW_REPOSITORY = "ghcr.io/mlflow/mlflow"
+POSTGRES_IMAGE = "postgres:16"
+# MLflow's image has no PostgreSQL driver: the generated mlflow.Dockerfile adds this one.
+PSYCOPG2 = "psycopg2-binary==2.9.13"
+MLFLOW_DB = "mlflow"  # the database, and its user
 MODELS_MOUNT = "/models"
 TEMPLATES_MOUNT = "/templates"
 ROOT_FROM_FOLDER = "../../.."  # deploy/<flow>/<version>/ back to the project root
 SECRET_VLLM_KEY = "vllm-api-key"
 SECRET_FLOW_KEYS = "promptlab-api-keys"
+SECRET_MLFLOW_STORE = "mlflow-backend-store-uri"
 PLACEHOLDER = "REPLACE-ME"
 # Before SIGTERM, the flow server leaves the load balancer (preStop); then it drains its
 # requests for --timeout + 5 s; the grace period covers both, with a margin.
@@ -127,6 +132,11 @@ class Plan:
         """MLflow's official image, pinned to the lock's MLflow version if known."""
         version = _known(self.lock.versions.get("mlflow"))
         return f"{MLFLOW_REPOSITORY}:{f'v{version}' if version else 'latest'}"
+
+    @property
+    def mlflow_server_image(self) -> str:
+        """MLflow with the PostgreSQL driver, built from the generated ``mlflow.Dockerfile``."""
+        return f"promptlab-mlflow:{self.mlflow_image.rpartition(':')[2]}"
 
     @property
     def flow_image(self) -> str:

@@ -8,6 +8,7 @@ from promptlab.promote.deploy.k8s import models_claim, templates_config_map
 from promptlab.promote.deploy.plan import (
     FLOW_PORT,
     SECRET_FLOW_KEYS,
+    SECRET_MLFLOW_STORE,
     SECRET_VLLM_KEY,
     Plan,
 )
@@ -42,13 +43,17 @@ def render_readme(plan: Plan) -> str:
         f"--host 0.0.0.0 --port {FLOW_PORT}",
         "```",
         "",
-        "## docker compose (vLLM, the flow server, MLflow)",
+        "## docker compose (vLLM, the flow server, MLflow on PostgreSQL)",
         "",
         "```sh",
         f"cd {plan.folder} && cp secrets.env.example {SECRETS_FILE}  # then set real keys",
         f"docker compose --env-file {SECRETS_FILE} up -d --build",
         f"curl localhost:{FLOW_PORT}/readyz",
         "```",
+        "",
+        "MLflow keeps runs in PostgreSQL and artifacts behind its own proxy; it is not published",
+        "to the host, having no authentication: put MLflow's basic-auth app",
+        "(`--app-name basic-auth`) or an authenticating proxy in front before you publish it.",
         "",
         "Each server has GPUs of its own (`device_ids` here, `CUDA_VISIBLE_DEVICES` in the",
         "script). To share one GPU, give every server the same id and lower",
@@ -58,7 +63,8 @@ def render_readme(plan: Plan) -> str:
         "",
         "```sh",
         f"kubectl create secret generic {plan.secret} "
-        f"--from-literal={SECRET_VLLM_KEY}=... --from-literal={SECRET_FLOW_KEYS}=...",
+        f"--from-literal={SECRET_VLLM_KEY}=... --from-literal={SECRET_FLOW_KEYS}=... \\",
+        f"  --from-literal={SECRET_MLFLOW_STORE}=postgresql+psycopg2://mlflow:PASSWORD@HOST:5432/mlflow",
     ]
     if templates:
         files = " ".join(f"--from-file={t}" for t in templates)
@@ -66,6 +72,8 @@ def render_readme(plan: Plan) -> str:
     lines += [
         f"docker build -f {plan.folder}/Dockerfile -t {plan.flow_image} .  # push it where "
         "the cluster pulls from",
+        f"docker build -f {plan.folder}/mlflow.Dockerfile -t {plan.mlflow_server_image} "
+        f"{plan.folder}  # likewise",
         f"kubectl apply -f {plan.folder}/k8s/",
         "```",
         "",

@@ -17,7 +17,7 @@ from promptlab.serve.config import ServeConfig
 from promptlab.serve.guard import APIKeys
 from promptlab.serve.target import Target
 from promptlab.testing import FakeBackend
-from promptlab.tracking import open_store
+from promptlab.tracking import open_store, tracked_run
 from promptlab.tracking.memory import MemoryStore
 from tests.unit.cli.test_cli import TYPED_FLOW, cli
 from tests.unit.serve.helpers import client
@@ -81,8 +81,9 @@ def test_a_served_traced_request_becomes_a_case_that_eval_runs(
     served: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = serve_requests(served, ["I was charged twice"], ['{"priority": "high"}'])
-    [(trace_id, (served_run, _))] = store.traces.items()
-    store.log_trace(served_run.model_copy(), run_id="an-eval-run")  # an eval's trace: not traffic
+    [(trace_id, trace)] = store.traces.items()
+    with tracked_run(store, "an eval") as eval_run:  # an eval's trace: not traffic
+        store.log_trace(trace.result.model_copy(), run_id=eval_run)
 
     code, out, err = cli(capsys, "cases", "evals/triage.yaml", "--fields", "--append")
     assert code == 0, err

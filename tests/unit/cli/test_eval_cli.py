@@ -78,8 +78,91 @@ def test_an_eval_is_recorded_as_a_run_with_its_results_gates_traces_and_prompts(
         ("capital", "PASS"),
         ("river", "FAIL"),
     }
-    assert [run_id for _, run_id in store.traces.values()] == [run.run_id] * 2
+    assert [t.run_id for t in store.traces.values()] == [run.run_id] * 2
     assert store.prompts == {"qa.answer": [[{"role": "user", "content": "{question}"}]]}
+
+
+def test_each_case_trace_carries_its_verdicts_and_expectations(
+    eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_kind.default_script = ["Paris.", "The Loire."]
+    code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    assert code == 0, err
+    store = store_of(eval_project)
+    run = store.runs[run_id_of(out)]
+    table = store.load_dict(run.run_id, "cases.json")
+    assert table["case_id"] == ["capital", "river"]
+    assert sorted(run.traces) == sorted(table["trace_id"])
+    seen = {}
+    for case_id, trace_id, status in zip(
+        table["case_id"], table["trace_id"], table["says"], strict=True
+    ):
+        [feedback, expectation] = store.trace_assessments(trace_id)
+        assert (feedback.kind, feedback.name, feedback.source) == ("feedback", "says", "CODE")
+        assert feedback.value is (status == "PASS")
+        assert feedback.metadata["promptlab.status"] == status
+        assert (expectation.kind, expectation.name, expectation.source) == (
+            "expectation",
+            "says",
+            "HUMAN",
+        )
+        seen[case_id] = (feedback.value, expectation.value)
+        assert store.traces[trace_id].tags["promptlab.case"] == f"{case_id}#0"
+    assert seen == {"capital": (True, "Paris"), "river": (False, "Seine")}
+
+
+def test_an_eval_is_linked_to_its_flow_version_and_prompt_versions(
+    eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = []
+    for flow_text in (TEXT_FLOW, TEXT_FLOW, TEXT_FLOW.replace('"{question}"', '"Q: {question}"')):
+        (eval_project / "qa.py").write_text(flow_text)
+        fake_kind.default_script = ["Paris.", "Seine."]
+        code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+        assert code == 0, err
+        ids.append(run_id_of(out))
+    store = store_of(eval_project)
+    assert [store.linked_prompts(i) for i in ids] == [{"qa.answer": v} for v in (1, 1, 2)]
+    assert store.prompt_messages("qa.answer", 2) == [{"role": "user", "content": "Q: {question}"}]
+    models = [store.runs[i].models for i in ids]
+    assert models[0] == models[1] != models[2] and all(len(m) == 1 for m in models)
+    first, changed = store.get_model(models[0][0]), store.get_model(models[2][0])
+    assert first is not None and changed is not None
+    assert first.source_run_id == ids[0] and changed.source_run_id == ids[2]
+    assert first.params["backend"] == "fake" and "tiny-chat" in first.params["models"]
+    assert first.params["flow_hash"] != changed.params["flow_hash"]
+    assert store.model_prompts[changed.model_id] == {("qa.answer", 2)}
+    assert {t.model_id for t in store.traces.values() if t.run_id == ids[2]} == {changed.model_id}
+
+
+def test_an_eval_whose_tracking_fails_ends_failed(
+    eval_project: Path,
+    fake_kind: type[FakeBackend],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(MemoryStore, "log_trace", refuse)
+    fake_kind.default_script = ["Paris.", "Seine."]
+    code, _, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    assert code == 2, err
+    assert "error: 2 traces of run run1 were not recorded" in err and "disk full" in err
+    [run] = store_of(eval_project).runs.values()
+    assert run.status == "FAILED" and "promptlab.gates.dev" not in run.tags
+
+
+def test_an_interrupted_eval_ends_killed_with_its_finished_cases_traced(
+    eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_kind.default_script = ["Paris.", KeyboardInterrupt()]
+    code, _, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    assert code == 2 and "interrupted: continue with" in err
+    store = store_of(eval_project)
+    [run] = store.runs.values()
+    assert run.status == "KILLED"
+    assert [t.tags["promptlab.case"] for t in store.traces.values()] == ["capital#0"]
 
 
 def test_compare_reads_both_runs_back(
@@ -135,4 +218,37 @@ def test_an_aborted_eval_ends_killed_and_resumes_to_finished(
     assert code == 0, err
     assert run_id_of(out) == run.run_id
     assert run.status == "FINISHED" and run.metrics["says.rate"] == [(0, 1.0)]
-    assert len(store.traces) == 1  # the traces of the cases this run ran
+    # One trace per case: the first process traced "capital" before it stopped.
+    assert sorted(t.tags["promptlab.case"] for t in store.traces.values()) == [
+        "capital#0",
+        "river#0",
+    ]
+    table = store.load_dict(run.run_id, "cases.json")
+    assert sorted(table["trace_id"]) == sorted(store.traces)
+
+
+def test_a_judge_verdict_names_the_judge_model_as_its_source(
+    eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    (eval_project / "promptlab.toml").write_text(
+        (eval_project / "promptlab.toml")
+        .read_text()
+        .replace('models = { chat = "tiny-chat" }', 'models = { chat = "tiny-chat", judge = "big"}')
+    )
+    (eval_project / "evals" / "qa.yaml").write_text(
+        SUITE.replace(
+            "scorers: [{name: says, kind: contains}]",
+            "scorers: [{name: says, kind: contains}, {name: tone, kind: judge, rubric: polite}]",
+        )
+    )
+    verdict = '{"verdict": "fail", "reason": "curt"}'
+    fake_kind.default_script = ["Paris.", verdict, "Seine.", verdict]
+    code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    assert code == 0, err
+    store = store_of(eval_project)
+    run = store.runs[run_id_of(out)]
+    for trace_id in run.traces:
+        tone = next(a for a in store.trace_assessments(trace_id) if a.name == "tone")
+        assert (tone.source, tone.value) == ("LLM_JUDGE", False)
+        assert "big" in tone.source_id and tone.source_id.endswith("@fake")
+        assert tone.rationale.startswith("curt")

@@ -126,11 +126,14 @@ def test_every_kubernetes_object_validates_against_the_schemas(lock: Lock, tmp_p
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
     assert kinds == [
         ("Deployment", "support-bot-flow"),
+        ("Deployment", "support-bot-mlflow"),
         ("Deployment", "support-bot-vllm-chat"),
         ("Deployment", "support-bot-vllm-embed"),
+        ("PersistentVolumeClaim", "support-bot-mlflow-artifacts"),
         ("PersistentVolumeClaim", "support-bot-models"),
         ("Secret", "support-bot-secrets"),
         ("Service", "support-bot-flow"),
+        ("Service", "support-bot-mlflow"),
         ("Service", "support-bot-vllm-chat"),
         ("Service", "support-bot-vllm-embed"),
     ]
@@ -160,6 +163,7 @@ def test_every_yaml_file_parses(tooled: Lock, tmp_path: Path) -> None:
         "docker-compose.yaml",
         "helm/production-stack-values.yaml",
         "k8s/flow-server.yaml",
+        "k8s/mlflow.yaml",
         "k8s/models-pvc.yaml",
         "k8s/secret.yaml.template",
         "k8s/vllm-chat.yaml",
@@ -247,9 +251,14 @@ def test_served_names_are_the_prod_profiles(lock: Lock, tmp_path: Path) -> None:
 def test_keys_come_from_the_secret_never_inline(lock: Lock, tmp_path: Path) -> None:
     folder = _deploy(lock, tmp_path)
     secret = _objects(folder, "Secret")["support-bot-secrets"]
-    assert all(v.startswith("REPLACE-ME") for v in secret["stringData"].values())
-    for deployment in _objects(folder, "Deployment").values():
+    assert all("REPLACE-ME" in v for v in secret["stringData"].values())
+    for name, deployment in _objects(folder, "Deployment").items():
         env = {e["name"]: e for e in _container(deployment)["env"]}
+        if name == "support-bot-mlflow":  # no model key: the store's URI, with its password
+            ref = env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == secret["metadata"]["name"]
+            assert secret["stringData"][ref["key"]].startswith("postgresql+psycopg2://")
+            continue
         ref = env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"]
         assert ref["key"] in secret["stringData"]
@@ -260,9 +269,15 @@ def test_keys_come_from_the_secret_never_inline(lock: Lock, tmp_path: Path) -> N
     assert (
         flow_env["PROMPTLAB_API_KEYS"]["valueFrom"]["secretKeyRef"]["key"] in secret["stringData"]
     )
-    for name, service in _compose(folder)["services"].items():
+    services = _compose(folder)["services"]
+    for name, service in services.items():
         key = service.get("environment", {}).get("VLLM_API_KEY")
-        assert name == "mlflow" or key.startswith("${VLLM_API_KEY:?")
+        assert name in ("mlflow", "postgres") or key.startswith("${VLLM_API_KEY:?")
+    password = "${MLFLOW_DB_PASSWORD:?set MLFLOW_DB_PASSWORD in secrets.env}"
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == password
+    store = services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
+    assert store == f"postgresql+psycopg2://mlflow:{password}@postgres:5432/mlflow"
+    assert "MLFLOW_DB_PASSWORD=REPLACE-ME" in (folder / "secrets.env.example").read_text()
     for path in folder.rglob("*"):
         if path.is_file() and path.name not in ("secrets.env.example", "secret.yaml.template"):
             assert "REPLACE-ME" not in path.read_text(), path
@@ -345,6 +360,35 @@ def test_flow_server_env_resolves_to_the_vllm_services(lock: Lock, tmp_path: Pat
         host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
         assert services[host]["spec"]["ports"][0]["port"] == int(port)
     assert prod.url == "http://support-bot-vllm-chat:8000/v1"
+
+
+def test_mlflow_runs_on_postgresql_with_its_artifact_proxy_unpublished(
+    lock: Lock, tmp_path: Path
+) -> None:
+    folder = _deploy(lock, tmp_path)
+    compose = _compose(folder)["services"]
+    mlflow = compose["mlflow"]
+    assert "ports" not in mlflow and "ports" not in compose["postgres"]  # no auth: not published
+    assert "--serve-artifacts" in mlflow["command"]
+    assert mlflow["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert compose["postgres"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    build = mlflow["build"]
+    dockerfile = (folder / build["context"] / build["dockerfile"]).read_text()
+    assert "FROM ghcr.io/mlflow/mlflow:v3.1.0" in dockerfile
+    assert "psycopg2-binary==" in dockerfile
+    assert "basic-auth" in (folder / "docker-compose.yaml").read_text()
+
+    deployment = _objects(folder, "Deployment")["support-bot-mlflow"]
+    container = _container(deployment)
+    assert "--serve-artifacts" in container["args"]
+    assert container["image"] == mlflow["image"]
+    service = _objects(folder, "Service")["support-bot-mlflow"]
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"  # cluster-internal
+    assert not _objects(folder, "Ingress")
+    assert "basic-auth" in (folder / "k8s" / "mlflow.yaml").read_text()
+    flow = _objects(folder, "Deployment")["support-bot-flow"]
+    env = {e["name"]: e.get("value") for e in _container(flow)["env"]}
+    assert env["PROMPTLAB_TRACKING_URI"] == "http://support-bot-mlflow:5000"
 
 
 def test_compose_paths_resolve_from_the_deploy_folder(lock: Lock, tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_enabled_python_runs_leave_traces(tmp_path: Path, traced: MemoryStore) -
     bound.batch([{"question": "four"}])
     ids = promptlab.tracking.flush()
     assert len(ids) == 4
-    results = [traced.traces[i][0] for i in ids]
+    results = [traced.traces[i].result for i in ids]
     assert sorted(r.inputs["question"] for r in results) == ["four", "one", "three", "two"]
     assert all(r.flow == "echo" and r.spans for r in results)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from promptlab.config import load_settings
 from promptlab.errors import UserError
 from promptlab.eval.results import CaseResult
 from promptlab.runtime.result import RunResult, Span
-from promptlab.tracking import TrackingStore, open_store, tracked_run
+from promptlab.tracking import Assessment, TrackingStore, open_store, tracked_run
 from promptlab.tracking.evals import latest_passing_eval, load_results
 from promptlab.tracking.memory import MemoryStore
 
@@ -139,3 +140,104 @@ def test_a_trace_is_written_with_its_run(store: TrackingStore) -> None:
     second = store.log_trace(result)
     assert first and second and first != second
     store.end_run(run_id)
+
+
+def _result() -> RunResult:
+    return RunResult(
+        flow="qa",
+        backend="fake",
+        models={"chat": "tiny"},
+        inputs={"question": "x"},
+        spans=[Span(name="qa", kind="CHAIN", inputs={"question": "x"}, start_ns=1, end_ns=2)],
+    )
+
+
+def test_a_trace_keeps_its_verdicts_expectations_and_case(store: TrackingStore) -> None:
+    run_id = store.start_run("assessed")
+    trace_id = store.log_trace(_result(), run_id=run_id, tags={"promptlab.case": "a#0"})
+    given = [
+        Assessment("exact", True, rationale="matches", metadata={"promptlab.status": "PASS"}),
+        Assessment("tone", False, source="LLM_JUDGE", source_id="judge-model@dev"),
+        Assessment("tone2", None, source="LLM_JUDGE", source_id="j@dev", error="timed out"),
+        Assessment("exact", "Paris", kind="expectation", source="HUMAN", source_id="suite"),
+    ]
+    store.log_assessments(trace_id, given)
+    store.link_traces(run_id, [trace_id])
+    got = sorted(store.trace_assessments(trace_id), key=lambda a: (a.kind, a.name))
+    assert got == sorted(given, key=lambda a: (a.kind, a.name))
+    assert store.run_traces(run_id, "promptlab.case") == {"a#0": trace_id}
+    store.end_run(run_id)
+
+
+def test_a_flow_version_is_one_model_that_runs_prompts_and_releases_link_to(
+    store: TrackingStore, tmp_path: Path
+) -> None:
+    runs = [store.start_run(f"eval {i}") for i in range(3)]
+    params = {"backend": "dev", "flow_hash": "f1", "models": '{"chat": "tiny"}'}
+    models = [
+        store.flow_model("qa-f1-dev", key, params, {"promptlab.flow": "qa"}, run)
+        for key, run in zip(["k1", "k1", "k2"], runs, strict=True)
+    ]
+    assert models[0] == models[1] != models[2]
+    assert [getattr(store.get_run(r), "models", None) for r in runs] == [(m,) for m in models]
+    info = store.get_model(models[0])
+    assert info is not None and info.source_run_id == runs[0] and info.params == params
+    assert info.tags["promptlab.model_key"] == "k1" and info.tags["promptlab.flow"] == "qa"
+    assert store.get_model("m-nonexistent") is None
+    v1 = store.register_prompt("lk.answer", [{"role": "user", "content": "{q}"}], "m", {})
+    store.link_prompts({"lk.answer": v1}, runs[0], models[0])
+    assert store.linked_prompts(runs[0]) == {"lk.answer": v1}
+    assert store.linked_prompts(runs[1]) == {}
+    trace_id = store.log_trace(_result(), run_id=runs[0], model_id=models[0])
+    assert trace_id
+    (tmp_path / "lock.json").write_text("{}")
+    source = store.log_folder(runs[0], tmp_path, "bundle")
+    version = store.register_version("lk", source, runs[0], {}, "d", model_id=models[0])
+    assert store.version_model("lk", version) == models[0]
+    plain = store.register_version("lk", source, runs[0], {}, "d")
+    assert store.version_model("lk", plain) is None
+    for run in runs:
+        store.end_run(run)
+
+
+def test_prompts_read_back_in_promptlab_form(store: TrackingStore) -> None:
+    messages = [
+        {"role": "system", "content": 'Answer as JSON: {{"answer": ...}}'},
+        {"role": "user", "content": "{question} ({{{lang}}})"},
+    ]
+    version = store.register_prompt("rt.answer", messages, "m", {})
+    assert store.prompt_messages("rt.answer", version) == messages
+    assert store.register_prompt("rt.answer", messages, "m", {}) == version
+
+
+def test_mlflow_holds_prompts_in_its_own_variable_form(tmp_path: Path) -> None:
+    (tmp_path / "promptlab.toml").write_text("")
+    store = open_store(load_settings(tmp_path))
+    store.register_prompt("form.answer", [{"role": "user", "content": "{q} {{x}}"}], "m", {})
+    import mlflow
+
+    prompt = mlflow.MlflowClient(store.uri).get_prompt_version("form.answer", 1)
+    assert prompt is not None
+    assert prompt.template == [{"role": "user", "content": "{{q}} {x}"}]
+    assert prompt.variables == {"q"}
+    assert prompt.format(q="hi") == [{"role": "user", "content": "hi {x}"}]
+
+
+def test_mlflow_reads_a_logged_table_as_its_own(tmp_path: Path) -> None:
+    (tmp_path / "promptlab.toml").write_text("")
+    store = open_store(load_settings(tmp_path))
+    run_id = store.start_run("table")
+    table = {"case_id": ["a", "b"], "inputs": [{"q": 1}, {"q": 2}], "v": [0.5, float("nan")]}
+    store.log_table(run_id, table, "cases.json")
+    store.log_table(run_id, table, "cases.json")  # rewritten, not appended
+    import mlflow
+
+    mlflow.set_tracking_uri(store.uri)
+    run = mlflow.get_run(run_id)
+    client = mlflow.MlflowClient()
+    frame = client.load_table(run.info.experiment_id, "cases.json", run_ids=[run_id])
+    assert list(frame["case_id"]) == ["a", "b"] and list(frame["inputs"]) == [{"q": 1}, {"q": 2}]
+    assert frame["v"][0] == 0.5 and frame["v"][1] != frame["v"][1]
+    assert json.loads(run.data.tags["mlflow.loggedArtifacts"]) == [
+        {"path": "cases.json", "type": "table"}
+    ]

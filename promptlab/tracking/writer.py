@@ -1,0 +1,101 @@
+"""Traces written in the background while an eval runs: the tracking store off the critical path.
+
+The eval loop hands each finished case to :meth:`TraceWriter.put` (it never blocks); one thread
+writes the traces and their assessments, and lists each batch of traces among the run's.
+:meth:`TraceWriter.close` waits until everything queued is written.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+
+from promptlab.errors import TrackingError, one_line
+from promptlab.runtime.result import RunResult
+from promptlab.tracking.store import Assessment, TrackingStore
+
+#: The trace tag naming the case and repeat a trace ran (``case_id#repeat``).
+CASE_TAG = "promptlab.case"
+BATCH = 64
+
+_Item = tuple[RunResult, str, Sequence[Assessment]]
+
+
+def case_key(case_id: str, repeat: int) -> str:
+    """The value of :data:`CASE_TAG` for a case and repeat."""
+    return f"{case_id}#{repeat}"
+
+
+class TraceWriter:
+    """Writes one run's case traces with their assessments from a background thread.
+
+    Example:
+        >>> writer = TraceWriter(store, run_id, model_id)  # doctest: +SKIP
+        >>> writer.put(run, case_key("a", 0), [Assessment("exact", True)])  # doctest: +SKIP
+        >>> writer.close()  # doctest: +SKIP
+        {'a#0': 'tr-...'}
+    """
+
+    def __init__(self, store: TrackingStore, run_id: str, model_id: str | None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.model_id = model_id
+        #: case key -> trace id, for the traces written so far
+        self.written: dict[str, str] = {}
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._loop, name="trace-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, run: RunResult, key: str, assessments: Sequence[Assessment]) -> None:
+        """Queue a case's trace and its assessments."""
+        self._queue.put((run, key, assessments))
+
+    def close(self) -> dict[str, str]:
+        """Write what is queued, stop the thread; returns case key -> trace id.
+
+        Raises:
+            TrackingError: some traces could not be written.
+        """
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._errors:
+            first = self._errors[0]
+            raise TrackingError(
+                f"{len(self._errors)} traces of run {self.run_id} were not recorded in "
+                f"{self.store.uri} ({type(first).__name__}: {one_line(str(first))[:200]}): "
+                "check that the tracking store is reachable and writable"
+            )
+        return dict(self.written)
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            items = [item for item in batch if item is not None]
+            ids = [trace_id for item in items if (trace_id := self._write(*item)) is not None]
+            if ids:
+                try:
+                    self.store.link_traces(self.run_id, ids)
+                except Exception as exc:
+                    self._errors.append(exc)
+            if len(items) < len(batch):
+                return
+
+    def _write(self, run: RunResult, key: str, assessments: Sequence[Assessment]) -> str | None:
+        try:
+            trace_id = self.store.log_trace(
+                run, run_id=self.run_id, model_id=self.model_id, tags={CASE_TAG: key}
+            )
+            self.store.log_assessments(trace_id, assessments)
+        except Exception as exc:
+            self._errors.append(exc)
+            return None
+        self.written[key] = trace_id
+        return trace_id
