@@ -120,8 +120,15 @@ def run_suite(
         **dict(options.extra_params),
     }
     run_id = recorder.start(f"{suite.name} on {backend.name}", params, options.resume)
+    journal = Journal(settings.state_dir / "evals" / f"{run_id}.jsonl")
     try:
-        return _run(suite, flow, scorers, cases, settings, options, recorder, models, run_id)
+        journal.open(_selection(cases, repeats))
+    except UserError:
+        recorder.abort(run_id)
+        raise
+    try:
+        with journal:
+            return _run(suite, flow, scorers, cases, options, recorder, models, run_id, journal)
     except (EvalAborted, KeyboardInterrupt):
         raise  # the run was ended KILLED: a resume continues it
     except BaseException:
@@ -134,26 +141,24 @@ def _run(
     flow: Flow,
     scorers: list[Scoring],
     cases: list[Case],
-    settings: Settings,
     options: Options,
     recorder: Recorder,
     models: BackendModels,
     run_id: str,
+    journal: Journal,
 ) -> Outcome:
     """The eval of an open run: prompts linked, cases run and recorded, gates checked."""
     backend = models.default
     repeats = options.repeats or suite.settings.repeats
     concurrency = options.concurrency or suite.settings.concurrency or default_concurrency(backend)
     recorder.register_prompts(run_id, flow, file_hash(split_ref(suite.flow_ref)[0]))
-    journal = Journal(settings.state_dir / "evals" / f"{run_id}.jsonl")
-    journal.open(_selection(cases, repeats))
     # A case the backend failed on, retries spent, is tried again by a resume.
     done = [r for r in journal.read() if r.error_kind != "backend"]
     finished = {r.key for r in done}
     todo = [(c, r) for r in range(repeats) for c in cases if (c.id, r) not in finished]
     total = len(cases) * repeats
     runner = Runner(
-        executor=Executor(flow, backend, settings.state_dir),
+        executor=Executor(flow, backend, models.settings.state_dir),
         scorers=scorers,
         journal=journal,
         models=models,
@@ -172,8 +177,7 @@ def _run(
     )
     resume = f"promptlab eval {suite.path} --backend {backend.name} --resume {run_id}"
     try:
-        with journal:
-            asyncio.run(runner.run(todo))
+        asyncio.run(runner.run(todo))
     except EvalAborted as exc:
         recorder.abort(run_id)
         finished_now = len(done) + len(runner.runs)
