@@ -143,7 +143,10 @@ def run_suite(
         recorder.abort(run_id)
         raise
     try:
-        return _run(suite, flow, scorers, cases, options, recorder, models, cache, journal, run_id)
+        with journal:  # locked until the run is recorded
+            return _run(
+                suite, flow, scorers, cases, options, recorder, models, cache, journal, run_id
+            )
     except (EvalAborted, KeyboardInterrupt):
         raise  # the run was ended KILLED: a resume continues it
     except BaseException:
@@ -194,8 +197,7 @@ def _run(
     )
     resume = f"promptlab eval {suite.path} --backend {backend.name} --resume {run_id}"
     try:
-        with journal:
-            asyncio.run(runner.run(todo))
+        asyncio.run(runner.run(todo))
     except EvalAborted as exc:
         recorder.abort(run_id)
         _print_partial(suite, backend, options, run_id, done + [r for r, _ in runner.runs])

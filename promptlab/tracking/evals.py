@@ -67,7 +67,10 @@ class EvalRecorder:
         The run is linked to its flow version, and a trace writer is started for its cases.
         """
         run_id = self._open(name, params, resume)
-        model_id = self._flow_model(run_id, params)
+        reopened = self.store.get_run(run_id) if resume is not None else None
+        model_id = reopened.tags.get(MODEL_ID_TAG) if reopened is not None else None
+        if model_id is None:
+            model_id = self._flow_model(run_id, params)
         self._models[run_id] = model_id
         judges: dict[str, str] = params.get("judges", {})
         self._sources[run_id] = {

@@ -218,6 +218,7 @@ def test_an_aborted_eval_ends_killed_and_resumes_to_finished(
     assert code == 0, err
     assert run_id_of(out) == run.run_id
     assert run.status == "FINISHED" and run.metrics["says.rate"] == [(0, 1.0)]
+    assert len(run.models) == 1 and len(store.flow_models) == 1  # the same flow version
     # One trace per case: the first process traced "capital" before it stopped.
     assert sorted(t.tags["promptlab.case"] for t in store.traces.values()) == [
         "capital#0",
