@@ -173,10 +173,12 @@ def request_body(prompt: Prompt, model: str, values: dict[str, Any]) -> bytes:
 def make_runner(bench: Bench, concurrency: int) -> Runner:
     """A Runner as ``promptlab eval`` builds it, journaling into the temporary folder."""
     backend = create_backend(bench.profile, bench.tmp)
+    journal = Journal(bench.tmp / f"journal-{next(bench.journals)}.jsonl")
+    journal.open({"cases": len(bench.cases)})
     return Runner(
         executor=Executor(bench.flow, backend, bench.tmp),
         scorers=bench.scorers,
-        journal=Journal(bench.tmp / f"journal-{next(bench.journals)}.jsonl"),
+        journal=journal,
         models=BackendModels(backend, bench.settings),
         concurrency=concurrency,
         timeout_s=bench.suite.settings.timeout_s,
