@@ -304,16 +304,9 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 def _compare_text(run_a: str, run_b: str, deltas: list[ScorerDelta]) -> str:
-    lines = [f"{run_b} vs {run_a} (paired over shared cases)"]
-    for d in deltas:
-        lines.append(
-            f"  {d.scorer:<16} {d.rate_a:.3f} -> {d.rate_b:.3f}  delta {d.delta:+.3f} "
-            f"[{d.low:+.3f}, {d.high:+.3f}]  n={d.n}  McNemar p={d.p_value:.3g}"
-        )
-        if d.to_fail:
-            lines.append(f"      now failing: {', '.join(d.to_fail)}")
-        if d.to_pass:
-            lines.append(f"      now passing: {', '.join(d.to_pass)}")
+    from promptlab.eval.compare import delta_lines
+
+    lines = [f"{run_b} vs {run_a} (paired over shared cases)", *delta_lines(deltas)]
     return "\n".join(lines) + "\n"
 
 

@@ -96,3 +96,18 @@ def non_inferiority(
         )
         for d in compare(a, b, confidence=0.90)
     ]
+
+
+def delta_lines(deltas: Sequence[ScorerDelta], indent: str = "  ") -> list[str]:
+    """The paired deltas as text: one line per scorer, then the cases that flipped."""
+    lines = []
+    for d in deltas:
+        lines.append(
+            f"{indent}{d.scorer:<16} {d.rate_a:.3f} -> {d.rate_b:.3f}  delta {d.delta:+.3f} "
+            f"[{d.low:+.3f}, {d.high:+.3f}]  n={d.n}  McNemar p={d.p_value:.3g}"
+        )
+        if d.to_fail:
+            lines.append(f"{indent}    now failing: {', '.join(d.to_fail)}")
+        if d.to_pass:
+            lines.append(f"{indent}    now passing: {', '.join(d.to_pass)}")
+    return lines

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from promptlab.errors import UserError
-from promptlab.eval.compare import ScorerDelta, compare
+from promptlab.eval.compare import ScorerDelta, compare, delta_lines
 from promptlab.eval.session import Outcome
 
 
@@ -89,13 +89,5 @@ def side_by_side(labels: Sequence[str], outcomes: Sequence[Outcome], parent: str
     lines.append(f"  {'run':<24}" + "".join(f" {o.run_id[:width]:>{width}}" for o in outcomes))
     for label, deltas in zip(labels[1:], paired(outcomes), strict=True):
         lines += ["", f"{label} vs {labels[0]} (paired over shared cases):"]
-        for d in deltas:
-            lines.append(
-                f"  {d.scorer:<16} {d.rate_a:.3f} -> {d.rate_b:.3f}  delta {d.delta:+.3f} "
-                f"[{d.low:+.3f}, {d.high:+.3f}]  n={d.n}  McNemar p={d.p_value:.3g}"
-            )
-            if d.to_fail:
-                lines.append(f"      now failing: {', '.join(d.to_fail)}")
-            if d.to_pass:
-                lines.append(f"      now passing: {', '.join(d.to_pass)}")
+        lines += delta_lines(deltas)
     return "\n".join(lines)
