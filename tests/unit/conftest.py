@@ -11,6 +11,15 @@ import pytest
 from promptlab.testing import FakeBackend
 
 ENV_PREFIXES = ("PROMPTLAB_", "OLLAMA_", "OPENAI_", "VLLM_", "MLFLOW_TRACKING_URI")
+# A project whose default backend is the fake kind, serving one chat model.
+FAKE_CONFIG = """\
+default_backend = "fake"
+
+[backends.fake]
+kind = "fake"
+url = "fake://server"
+models = { chat = "tiny-chat" }
+"""
 
 
 @pytest.fixture(autouse=True)

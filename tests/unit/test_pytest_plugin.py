@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.cli.test_cli import TEXT_FLOW
+from tests.unit.conftest import FAKE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "promptlab.pytest_plugin"
@@ -39,18 +39,7 @@ gates:
 
 @pytest.fixture
 def suites(project: Path) -> Path:
-    (project / "promptlab.toml").write_text(
-        textwrap.dedent(
-            """\
-            default_backend = "fake"
-
-            [backends.fake]
-            kind = "fake"
-            url = "fake://server"
-            models = { chat = "tiny-chat" }
-            """
-        )
-    )
+    (project / "promptlab.toml").write_text(FAKE_CONFIG)
     (project / "qa.py").write_text(TEXT_FLOW)
     (project / "evals").mkdir()
     (project / "evals" / "qa.yaml").write_text(SUITE)

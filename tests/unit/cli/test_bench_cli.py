@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,28 +10,16 @@ import pytest
 from promptlab.cli import main
 from promptlab.testing import FakeBackend
 from tests.unit.cli.test_cli import TEXT_FLOW, cli, one_error_line
+from tests.unit.conftest import FAKE_CONFIG
 
 
 @pytest.fixture
 def bench_project(
     project: Path, fake_kind: type[FakeBackend], monkeypatch: pytest.MonkeyPatch
 ) -> Path:
+    dead = '\n[backends.deadollama]\nkind = "ollama"\nurl = "http://127.0.0.1:9"\n'
     (project / "promptlab.toml").write_text(
-        textwrap.dedent(
-            """\
-            default_backend = "fake"
-
-            [backends.fake]
-            kind = "fake"
-            url = "fake://server"
-            models = { chat = "tiny-chat" }
-
-            [backends.deadollama]
-            kind = "ollama"
-            url = "http://127.0.0.1:9"
-            models = { chat = "smollm2:135m" }
-            """
-        )
+        FAKE_CONFIG + dead + 'models = { chat = "smollm2:135m" }\n'
     )
     (project / "qa.py").write_text(TEXT_FLOW)
     (project / "data.jsonl").write_text('{"question": "a?"}\n{"question": "b?"}\n')

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import textwrap
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from promptlab.testing import FakeBackend
 from promptlab.tracking import open_store, tracked_run
 from promptlab.tracking.memory import MemoryStore
 from tests.unit.cli.test_cli import TYPED_FLOW, cli
+from tests.unit.conftest import FAKE_CONFIG
 from tests.unit.serve.helpers import client
 
 SUITE = """\
@@ -33,18 +33,7 @@ gates:
 
 @pytest.fixture
 def served(project: Path, fake_kind: type[FakeBackend], monkeypatch: pytest.MonkeyPatch) -> Path:
-    (project / "promptlab.toml").write_text(
-        textwrap.dedent(
-            """\
-            default_backend = "fake"
-
-            [backends.fake]
-            kind = "fake"
-            url = "fake://server"
-            models = { chat = "tiny-chat" }
-            """
-        )
-    )
+    (project / "promptlab.toml").write_text(FAKE_CONFIG)
     (project / "triage.py").write_text(TYPED_FLOW)
     (project / "evals" / "data").mkdir(parents=True)
     (project / "evals" / "triage.yaml").write_text(SUITE)

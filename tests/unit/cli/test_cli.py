@@ -6,7 +6,6 @@ import io
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from promptlab.cli import build_parser, main
 from promptlab.cli.run import parse_inputs
 from promptlab.errors import InputError
 from promptlab.testing import FakeBackend
+from tests.unit.conftest import FAKE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -144,18 +144,7 @@ triage = Flow(name="triage", description="Triage a ticket.", input=Ticket, outpu
 
 @pytest.fixture
 def cli_project(project: Path, fake_kind: type[FakeBackend]) -> Path:
-    (project / "promptlab.toml").write_text(
-        textwrap.dedent(
-            """\
-            default_backend = "fake"
-
-            [backends.fake]
-            kind = "fake"
-            url = "fake://server"
-            models = { chat = "tiny-chat" }
-            """
-        )
-    )
+    (project / "promptlab.toml").write_text(FAKE_CONFIG)
     (project / "qa.py").write_text(TEXT_FLOW)
     (project / "triage.py").write_text(TYPED_FLOW)
     return project

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from promptlab.testing import FakeBackend
 from promptlab.tracking import open_store
 from promptlab.tracking.memory import MemoryStore
 from tests.unit.cli.test_cli import TEXT_FLOW, cli, one_error_line
+from tests.unit.conftest import FAKE_CONFIG
 
 SUITE = """\
 flow: ../qa.py
@@ -30,18 +30,7 @@ gates:
 def eval_project(
     project: Path, fake_kind: type[FakeBackend], monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    (project / "promptlab.toml").write_text(
-        textwrap.dedent(
-            """\
-            default_backend = "fake"
-
-            [backends.fake]
-            kind = "fake"
-            url = "fake://server"
-            models = { chat = "tiny-chat" }
-            """
-        )
-    )
+    (project / "promptlab.toml").write_text(FAKE_CONFIG)
     (project / "qa.py").write_text(TEXT_FLOW)
     (project / "evals").mkdir()
     (project / "evals" / "qa.yaml").write_text(SUITE)

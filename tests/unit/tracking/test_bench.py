@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from promptlab.testing import FakeBackend
 from promptlab.tracking import open_store
 from promptlab.tracking.memory import MemoryStore
 from tests.unit.cli.test_cli import TEXT_FLOW, cli
+from tests.unit.conftest import FAKE_CONFIG
 
 
 def test_a_bench_is_one_run_with_metrics_per_concurrency(
@@ -20,18 +20,7 @@ def test_a_bench_is_one_run_with_metrics_per_concurrency(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    (project / "promptlab.toml").write_text(
-        textwrap.dedent(
-            """\
-            default_backend = "fake"
-
-            [backends.fake]
-            kind = "fake"
-            url = "fake://server"
-            models = { chat = "tiny-chat" }
-            """
-        )
-    )
+    (project / "promptlab.toml").write_text(FAKE_CONFIG)
     (project / "qa.py").write_text(TEXT_FLOW)
     (project / "data.jsonl").write_text('{"question": "a?"}\n')
     monkeypatch.setenv("PROMPTLAB_TRACKING_URI", f"memory:{project}")
