@@ -198,7 +198,7 @@ def test_a_promotion_whose_dev_side_is_the_plugin(
         cwd=project,
     )
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
-    assert "promote chat: dev echo -> prod vllm" in out.stderr
+    assert "promote chat: dev echo ([promote] dev) -> prod vllm" in out.stderr
     assert "PROMOTED: promptlab.chat version" in out.stdout
     # The parity checks read the plugin's capabilities: its rendering and its defaults.
     assert "echo-ollama: /api/show template, prompt_eval_count" in out.stdout
