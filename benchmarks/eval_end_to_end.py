@@ -3,12 +3,14 @@
 Both sides run the cases of ``evals/triage.yaml`` (44 tickets) and the same cases x10 (440,
 ids suffixed) against one vLLM server:
 
-    promptlab: the command ``python -m promptlab eval SUITE --backend vllm --json`` in a new
-               process, tracking on (a sqlite MLflow store in a temporary project): timed from
-               process start to exit, so start-up, the eval, the traces with their assessments,
-               the run's artifacts and its end are all inside. After each run the benchmark
-               checks, outside the timing, that MLflow holds the run FINISHED with one trace per
-               case and one assessment per case and scorer.
+    promptlab: the command ``python -m promptlab eval SUITE --backend vllm --json --no-cache``
+               in a new process, tracking on (a sqlite MLflow store in a temporary project),
+               every case calling the model as the bare side does (the response cache would
+               answer every run after the first): timed from process start to exit, so
+               start-up, the eval, the traces with their assessments, the run's artifacts and
+               its end are all inside. After each run the benchmark checks, outside the timing,
+               that MLflow holds the run FINISHED with one trace per case and one assessment
+               per case and scorer.
     bare:      one ``httpx.AsyncClient`` and an ``asyncio.Semaphore`` POSTing the JSON bodies
                promptlab sends (built as ``benchmarks/eval_throughput.py`` builds and checks
                them), timed in-process, at the concurrency promptlab chose (its run's
@@ -17,9 +19,12 @@ ids suffixed) against one vLLM server:
 Rounds alternate the order of the sides. It prints each side's median cases/s per size and the
 ratio promptlab / bare (goals: >= 0.85 at 44 cases, >= 0.95 at 440).
 
+With ``--server``, promptlab tracks to ``mlflow server`` on PostgreSQL with its artifact proxy
+(started as the integration tests start it, tests/servers.py) instead of the sqlite file.
+
 Usage (from the repository root; without --url it starts vLLM on the CPU as the tests do):
     PYTHONPATH=$PWD .venv/bin/python benchmarks/eval_end_to_end.py [--url URL]
-        [--sizes 44,440] [--rounds 2] [--json PATH]
+        [--sizes 44,440] [--rounds 2] [--server] [--json PATH]
 """
 
 from __future__ import annotations
@@ -78,6 +83,22 @@ def vllm_server(url: str | None) -> Iterator[str]:
         server.stop()
 
 
+@contextlib.contextmanager
+def tracking_store(server: bool, tmp: Path) -> Iterator[str]:
+    """The tracking URI: a sqlite file in ``tmp``, or a tracking server started for the run."""
+    if not server:
+        yield f"sqlite:///{tmp / 'mlflow.db'}"
+        return
+    from tests.servers import TrackingServer
+
+    print("starting PostgreSQL and mlflow server ...", file=sys.stderr)
+    tracking = TrackingServer(tmp / "mlflow-artifacts")
+    try:
+        yield tracking.url
+    finally:
+        tracking.stop()
+
+
 def write_project(folder: Path, url: str, sizes: list[int]) -> dict[int, Path]:
     """A project with a vLLM profile and one suite per size (the triage cases, repeated)."""
     (folder / "promptlab.toml").write_text(PROJECT_TOML.format(url=url, model=MODEL))
@@ -109,6 +130,7 @@ def run_promptlab(suite: Path, project: Path, uri: str, url: str) -> tuple[float
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMPTLAB_", "MLFLOW_"))}
     env |= {"PROMPTLAB_TRACKING_URI": uri, "PROMPTLAB_VLLM_URL": url, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "promptlab", "eval", str(suite), "--backend", "vllm", "--json"]
+    cmd.append("--no-cache")  # every case calls the model, as the bare side's requests do
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -164,13 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="a vLLM serving smollm2-135m (default: start one)")
     parser.add_argument("--sizes", default="44,440", help="case counts (default 44,440)")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds (default 2)")
+    parser.add_argument(
+        "--server", action="store_true", help="track to mlflow server on PostgreSQL, not sqlite"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     try:
-        with vllm_server(args.url) as url, tempfile.TemporaryDirectory() as tmp:
+        with (
+            vllm_server(args.url) as url,
+            tempfile.TemporaryDirectory() as tmp,
+            tracking_store(args.server, Path(tmp)) as uri,
+        ):
             check_server(url, MODEL)
-            figures = bench(url, sizes, args.rounds, Path(tmp))
+            figures = bench(url, uri, sizes, args.rounds, Path(tmp))
     except CannotRunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -179,11 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def bench(url: str, sizes: list[int], rounds: int, tmp: Path) -> dict[str, Any]:
+def bench(url: str, uri: str, sizes: list[int], rounds: int, tmp: Path) -> dict[str, Any]:
     project = tmp / "project"
     project.mkdir()
     suites = write_project(project, url, sizes)
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
     shared = setup(url, MODEL, None, tmp)
     timeout = shared.suite.settings.timeout_s
     scorers = len(shared.suite.scorers)
@@ -193,7 +221,12 @@ def bench(url: str, sizes: list[int], rounds: int, tmp: Path) -> dict[str, Any]:
     concurrency = concurrency_of(uri, warm["run_id"])
     warm_bodies = list(zip([c.id for c in shared.cases], base, strict=True))
     run_bare(url, warm_bodies, concurrency, timeout)
-    figures: dict[str, Any] = {"url": url, "concurrency": concurrency, "sizes": {}}
+    figures: dict[str, Any] = {
+        "url": url,
+        "tracking": "server" if uri.startswith("http") else "sqlite",
+        "concurrency": concurrency,
+        "sizes": {},
+    }
     for size in sizes:
         bodies = [(f"{i}", base[i % len(base)]) for i in range(size)]
         walls: dict[str, list[float]] = {"promptlab": [], "bare": []}
@@ -218,7 +251,10 @@ def bench(url: str, sizes: list[int], rounds: int, tmp: Path) -> dict[str, Any]:
             "goal": GOALS.get(size),
             "tracked": checks,
         }
-    print(f"\neval end to end on {url}, concurrency {concurrency}, median of {rounds} rounds")
+    print(
+        f"\neval end to end on {url}, tracking to {figures['tracking']}, concurrency "
+        f"{concurrency}, median of {rounds} rounds"
+    )
     print(f"  {'cases':>6} {'promptlab eval':>15} {'bare httpx':>11} {'ratio':>6} {'goal':>5}")
     for size, row in figures["sizes"].items():
         goal = row["goal"]

@@ -65,3 +65,51 @@ def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+class Batcher:
+    """Calls of ``fn`` on single items, gathered into batches that one daemon thread runs.
+
+    What a model server does with concurrent requests: while a batch runs, new items wait,
+    and the next batch takes up to ``size`` of them at once. One thread at a time runs the
+    model (no queue of threads contending for the GIL), and a batch of queries costs little
+    more than one. A small ``size`` keeps the burst of answers the event loop resumes small.
+    """
+
+    def __init__(self, name: str, fn: Callable[[list[Any]], list[Any]], size: int) -> None:
+        self.name = name
+        self._fn = fn
+        self._size = size
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[Any, asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+        self._running = False
+
+    async def run(self, item: Any) -> Any:
+        """``fn([item])[0]``, computed in a batch with the items waiting at the same time."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            self._waiting.append((item, loop, done))
+            start, self._running = not self._running, True
+        if start:
+            start_daemon(self._drain, self.name)
+        return await done
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch = [w for w in self._waiting[: self._size] if not w[2].cancelled()]
+                del self._waiting[: self._size]
+                if not batch and not self._waiting:
+                    self._running = False
+                    return
+            if not batch:
+                continue
+            try:
+                results = self._fn([item for item, _, _ in batch])
+                outcomes: list[tuple[bool, Any]] = [(True, r) for r in results]
+            except BaseException as exc:  # handed to every waiting caller
+                outcomes = [(False, exc)] * len(batch)
+            for (_, loop, done), outcome in zip(batch, outcomes, strict=True):
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, done, outcome)

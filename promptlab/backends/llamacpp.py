@@ -27,11 +27,13 @@ from promptlab.errors import (
     PromptlabError,
 )
 from promptlab.sampling import Sampling
-from promptlab.threads import Lane, start_daemon
+from promptlab.threads import Batcher, Lane, start_daemon
 
 DEFAULT_N_CTX = 2048
 # Whole-answer calls in flight at once (they queue on each model's lock), in daemon threads.
 _CALLS = Lane("llamacpp", 16)
+# Queries embedded together at most: a served flow's concurrent searches share one model call.
+QUERY_BATCH = 8
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
 
@@ -233,8 +235,13 @@ class LocalEmbeddings(Embeddings):
         return await asyncio.to_thread(self.embed_documents, texts)
 
     async def aembed_query(self, text: str) -> list[float]:
-        """Embed one text in a worker thread."""
-        return await asyncio.to_thread(self.embed_query, text)
+        """Embed one text in a batch with the queries that wait at the same time."""
+        result: list[float] = await self._queries.run(text)
+        return result
+
+    @functools.cached_property
+    def _queries(self) -> Batcher:
+        return Batcher("embed-queries", self.embed_documents, QUERY_BATCH)
 
 
 class LlamaCppBackend(Backend):

@@ -89,6 +89,7 @@ COMMANDS: Registry[Command] = Registry(
         "serve = promptlab.cli.serve",
         "inspect = promptlab.cli.inspect",
         "cases = promptlab.cli.cases",
+        "cache = promptlab.cli.cache",
     ],
     hint="install a package that registers it in the promptlab.commands entry-point group",
     check=_check,

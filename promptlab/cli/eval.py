@@ -48,8 +48,11 @@ def run_arguments(ev: argparse.ArgumentParser) -> None:
         "--variant",
         action="append",
         default=[],
-        metavar="PROFILE[:LOGICAL=NAME]",
-        help="run the suite on each variant (repeat; 2 or more) and report them side by side",
+        metavar="PROFILE[:LOGICAL=NAME][@PROMPT_VARIANT]",
+        help="run the suite on each variant (repeat; 2 or more) and report them side by side: "
+        "a backend profile, model overrides, and a prompt variant declared in "
+        "Prompt(variants=...) or the suite's `variants:` (e.g. --variant ollama "
+        "--variant ollama@terse)",
     )
     add_format_flags(ev, "the summary")
     ev.add_argument(
@@ -202,7 +205,9 @@ def _run_suite(suite: Suite, args: argparse.Namespace) -> tuple[Outcome, Trackin
 def _run_variants(suite: Suite, args: argparse.Namespace, fmt: str) -> int:
     """Run ``suite`` on every variant (distinct profiles at once) under one parent run."""
     from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
 
+    from promptlab.declare.variants import select_variant
     from promptlab.eval.report_formats import Baseline, eval_junit, eval_markdown
     from promptlab.eval.session import Options, run_suite
     from promptlab.eval.variants import paired, parse_variants, side_by_side
@@ -228,6 +233,8 @@ def _run_variants(suite: Suite, args: argparse.Namespace, fmt: str) -> int:
         )
         for v in variants
     ]  # every profile and override checked before anything runs
+    for v in variants:
+        select_variant(flow, v.prompt, suite.variants)  # and every prompt variant
     store = open_store(chosen[0][1])
     labels = [v.label for v in variants]
     params = {"suite": suite.name, "flow": flow.name, "variants": json.dumps(labels)}
@@ -241,7 +248,8 @@ def _run_variants(suite: Suite, args: argparse.Namespace, fmt: str) -> int:
         def run_group(indexes: list[int]) -> None:
             for i in indexes:
                 backend, settings = chosen[i]
-                outcome = run_suite(suite, backend, settings, options, EvalRecorder(store))
+                chosen_options = replace(options, prompt_variant=variants[i].prompt)
+                outcome = run_suite(suite, backend, settings, chosen_options, EvalRecorder(store))
                 run_tags = {"mlflow.parentRunId": parent, "promptlab.variant": labels[i]}
                 store.set_tags(outcome.run_id, run_tags)
                 outcomes[i] = outcome

@@ -36,6 +36,12 @@ def arguments(run: argparse.ArgumentParser) -> None:
         help="one input field (repeatable); [..], {..}, true, false and null are parsed as "
         "JSON, anything else is text that the flow's input type converts",
     )
+    run.add_argument(
+        "--variant",
+        metavar="NAME",
+        help="run a prompt variant, declared in Prompt(variants=...) or in the `variants:` of "
+        "a suite in evals/ that runs FLOW",
+    )
     run.add_argument("--stream", action="store_true", help="print tokens as they arrive")
     run.add_argument("--chat", action="store_true", help="multi-turn session on stdin")
     run.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -152,6 +158,8 @@ def run_command(args: argparse.Namespace) -> int:
     from promptlab.runtime.loader import load_flow
 
     flow = load_flow(args.flow)
+    if args.variant:
+        flow = _variant(flow, args.flow, args.variant)
     inputs = parse_inputs(args)
     backend, settings = backend_for(args, flow.base_dir)
     cache = None
@@ -175,6 +183,23 @@ def run_command(args: argparse.Namespace) -> int:
             print(render_output(result.output))
         print(summary(result, trace_id), file=sys.stderr)
     return 0
+
+
+def _variant(flow: Flow, ref: str, name: str) -> Flow:
+    """Prompt variant ``name`` of ``flow``, from its prompts or the suites in evals/ that run it."""
+    from promptlab.cli.eval import find_suites
+    from promptlab.declare.variants import Overrides, declared, with_variant
+    from promptlab.errors import UserError
+
+    from_suites: dict[str, Overrides] = {}
+    if name not in declared(flow) and Path("evals").is_dir():
+        try:
+            suites = find_suites([ref])
+        except UserError:  # no suite runs this flow
+            suites = []
+        for suite in suites:
+            from_suites |= suite.variants
+    return with_variant(flow, name, from_suites)
 
 
 def chat_field(flow: Flow) -> str:

@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from promptlab.declare._base import Declaration
+from promptlab.declare.variants import check_fields, check_name
 from promptlab.errors import (
     DeclarationError,
     InputError,
@@ -76,6 +77,9 @@ class Prompt(Declaration):
     sampling: Sampling = Sampling()
     output: type[BaseModel] | None = None
     schema_in_prompt: bool = True
+    #: Named overrides of this prompt's fields (``{"terse": {"system": ..., "max_tokens": 20}}``),
+    #: selected with ``promptlab eval --variant PROFILE@NAME``.
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:
         sampling_keys = set(Sampling.model_fields) & set(data)
@@ -97,6 +101,19 @@ class Prompt(Declaration):
         if not (self.user or self.messages):
             raise DeclarationError(f"prompt '{self.name}' has no user message: set user=...")
         self.variables  # noqa: B018 - parses every template once, failing early
+        for variant, fields in self.variants.items():
+            where = f"variant '{variant}' of prompt '{self.name}'"
+            check_name(variant, where)
+            check_fields(fields, where)
+            try:
+                self.overridden(fields)
+            except DeclarationError as exc:
+                raise DeclarationError(f"{where}: {exc}") from None
+
+    def overridden(self, fields: Mapping[str, Any]) -> Prompt:
+        """This prompt with ``fields`` replaced (a variant's overrides), validated anew."""
+        data = {k: getattr(self, k) for k in type(self).model_fields if k != "variants"}
+        return type(self)(**data | dict(fields))
 
     @cached_property
     def templates(self) -> list[tuple[Role, str]]:

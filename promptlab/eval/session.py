@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from promptlab.backends.base import Backend
 from promptlab.config import Settings
 from promptlab.declare.flow import Flow
+from promptlab.declare.variants import select_variant, variant_hash
 from promptlab.errors import UserError
 from promptlab.eval.aggregate import GateResult, Metric, check_gates, metrics, worst
 from promptlab.eval.checks import check_gates_computable
@@ -52,6 +53,8 @@ class Options:
     extra_params: tuple[tuple[str, str], ...] = ()
     #: Look model answers up in the response cache first (``--no-cache``: off).
     cache: bool = True
+    #: The prompt variant to run (declared on the flow's prompts or in the suite).
+    prompt_variant: str | None = None
 
 
 class Recorder(Protocol):
@@ -103,7 +106,9 @@ def run_suite(
     Raises EvalAborted (with the command that resumes the run) when the backend keeps failing;
     the summary of what ran is printed first.
     """
-    flow = load_flow(suite.flow_ref)
+    flow, overrides = select_variant(
+        load_flow(suite.flow_ref), options.prompt_variant, suite.variants
+    )
     scorers = resolve_scorers(suite)
     repeats = options.repeats or suite.settings.repeats
     concurrency = options.concurrency or suite.settings.concurrency or default_concurrency(backend)
@@ -114,7 +119,7 @@ def run_suite(
     # A latency gate measures the server: cached answers would pass it without asking.
     timed = any(g.metric.startswith("latency.") for g in suite.gates.get(options.stage, ()))
     cached = options.cache and not timed
-    flow_hash = file_hash(split_ref(suite.flow_ref)[0])
+    flow_hash = variant_hash(file_hash(split_ref(suite.flow_ref)[0]), overrides)
     cache = ResponseCache.under(settings.state_dir, enabled=cached)
     models = BackendModels(backend, settings, cache)
     params = {
@@ -133,6 +138,7 @@ def run_suite(
         "scorers": [s.spec.model_dump(exclude_none=True) for s in scorers],
         "judges": _judges(scorers, models),
         "cache": "on" if cached else "off",
+        **({"prompt_variant": options.prompt_variant} if options.prompt_variant else {}),
         **dict(options.extra_params),
     }
     run_id = recorder.start(f"{suite.name} on {backend.name}", params, options.resume)
@@ -145,7 +151,17 @@ def run_suite(
     try:
         with journal:  # locked until the run is recorded
             return _run(
-                suite, flow, scorers, cases, options, recorder, models, cache, journal, run_id
+                suite,
+                flow,
+                flow_hash,
+                scorers,
+                cases,
+                options,
+                recorder,
+                models,
+                cache,
+                journal,
+                run_id,
             )
     except (EvalAborted, KeyboardInterrupt):
         raise  # the run was ended KILLED: a resume continues it
@@ -157,6 +173,7 @@ def run_suite(
 def _run(
     suite: Suite,
     flow: Flow,
+    flow_hash: str,
     scorers: list[Scoring],
     cases: list[Case],
     options: Options,
@@ -170,7 +187,7 @@ def _run(
     backend = models.default
     repeats = options.repeats or suite.settings.repeats
     concurrency = options.concurrency or suite.settings.concurrency or default_concurrency(backend)
-    recorder.register_prompts(run_id, flow, file_hash(split_ref(suite.flow_ref)[0]))
+    recorder.register_prompts(run_id, flow, flow_hash)
     # A case the backend failed on, retries spent, is tried again by a resume.
     done = [r for r in journal.read() if r.error_kind != "backend"]
     finished = {r.key for r in done}

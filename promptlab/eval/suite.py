@@ -36,7 +36,8 @@ from pydantic import (
     model_validator,
 )
 
-from promptlab.errors import UserError, did_you_mean, first_problem, one_line
+from promptlab.declare.variants import check_fields, check_name
+from promptlab.errors import DeclarationError, UserError, did_you_mean, first_problem, one_line
 
 Stage = Literal["dev", "prod"]
 OPERATIONAL = ("latency", "tokens_in", "tokens_out", "error")
@@ -158,6 +159,13 @@ class Suite(BaseModel):
     # (per scorer, or "default").
     margins: dict[str, float] = Field(default_factory=dict)
     plugins: tuple[str, ...] = ()
+    #: Prompt variants: variant name -> prompt name -> field overrides (``--variant P@NAME``).
+    variants: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="prompt variants: name -> prompt name -> overrides of its fields "
+        "(system, user, examples, temperature, max_tokens, ...); run with "
+        "`promptlab eval SUITE --variant PROFILE --variant PROFILE@NAME`",
+    )
     path: Path = Field(default=Path("."), exclude=True)
     _cases: list[Case] | None = PrivateAttr(default=None)
 
@@ -170,6 +178,20 @@ class Suite(BaseModel):
             stage: [Gate.parse(g) if isinstance(g, str) else g for g in gates or []]
             for stage, gates in value.items()
         }
+
+    @field_validator("variants")
+    @classmethod
+    def _check_variants(
+        cls, value: dict[str, dict[str, dict[str, Any]]]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        try:
+            for variant, prompts in value.items():
+                check_name(variant, f"variant name {variant!r}")
+                for prompt, fields in prompts.items():
+                    check_fields(fields, f"variant '{variant}' of prompt '{prompt}'")
+        except DeclarationError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _check_names(self) -> Suite:
@@ -222,9 +244,11 @@ class Suite(BaseModel):
         """Content hash of the suite and its cases: what the results and gate verdicts depend on.
 
         Promotion margins are left out: tuning them needs no new dev baseline (the lock keeps
-        them under their own hash).
+        them under their own hash). So are prompt variants: a variant's run carries its own
+        flow hash.
         """
-        digest = hashlib.sha256(self.model_dump_json(exclude={"path", "margins"}).encode())
+        exclude = {"path", "margins", "variants"}
+        digest = hashlib.sha256(self.model_dump_json(exclude=exclude).encode())
         for case in self.cases():
             digest.update(case.model_dump_json().encode())
         return digest.hexdigest()

@@ -1,8 +1,10 @@
-"""One suite over several variants (backend profiles, model overrides), side by side.
+"""One suite over several variants (backend profiles, model overrides, prompt variants).
 
-A variant is ``PROFILE`` or ``PROFILE:LOGICAL=NAME[,LOGICAL=NAME]`` (``ollama``,
-``ollama:chat=qwen2.5:0.5b``, ``vllm``). The report has a column per variant, then the paired
-deltas of each later variant against the first, with intervals and the cases that flipped.
+A variant is ``PROFILE[:LOGICAL=NAME[,LOGICAL=NAME]][@PROMPT_VARIANT]`` (``ollama``,
+``ollama:chat=qwen2.5:0.5b``, ``vllm``, ``ollama@terse``): a backend profile, model
+overrides, and a prompt variant declared on the flow's prompts or in the suite. The report
+has a column per variant, then the paired deltas of each later variant against the first,
+with intervals and the cases that flipped.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from promptlab.declare.variants import VARIANT_NAME
 from promptlab.errors import UserError
 from promptlab.eval.compare import ScorerDelta, compare, delta_lines
 from promptlab.eval.session import Outcome
@@ -18,28 +21,32 @@ from promptlab.eval.session import Outcome
 
 @dataclass(frozen=True)
 class Variant:
-    """A backend profile with model overrides, and the label its column shows."""
+    """A backend profile, model overrides and a prompt variant, and the label its column shows."""
 
     label: str
     profile: str
     models: tuple[str, ...] = ()
+    prompt: str | None = None
 
 
 def parse_variant(spec: str) -> Variant:
-    """``PROFILE[:LOGICAL=NAME,...]`` as a variant.
+    """``PROFILE[:LOGICAL=NAME,...][@PROMPT_VARIANT]`` as a variant.
 
     Raises:
-        UserError: an override is not ``LOGICAL=NAME``.
+        UserError: an override is not ``LOGICAL=NAME``, or the prompt variant is no name.
     """
-    profile, _, overrides = spec.partition(":")
+    head, at, prompt = spec.rpartition("@")
+    if not at:
+        head, prompt = spec, ""
+    profile, _, overrides = head.partition(":")
     models = tuple(o.strip() for o in overrides.split(",") if o.strip()) if overrides else ()
     bad = [m for m in models if "=" not in m]
-    if not profile or bad:
+    if not profile or bad or (at and not VARIANT_NAME.match(prompt)):
         raise UserError(
-            f"--variant {spec!r}: write PROFILE or PROFILE:LOGICAL=NAME[,LOGICAL=NAME], "
-            "e.g. --variant ollama:chat=qwen2.5:0.5b"
+            f"--variant {spec!r}: write PROFILE[:LOGICAL=NAME[,LOGICAL=NAME]][@PROMPT_VARIANT], "
+            "e.g. --variant ollama:chat=qwen2.5:0.5b or --variant ollama@terse"
         )
-    return Variant(spec, profile, models)
+    return Variant(spec, profile, models, prompt or None)
 
 
 def parse_variants(specs: Sequence[str]) -> list[Variant]:

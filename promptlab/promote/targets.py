@@ -2,7 +2,7 @@
 
 ``promptlab promote --to vllm`` with no FLOW promotes every flow whose suite has prod gates;
 the dev side is ``[promote] dev`` when set, else the profile the flow's latest passing dev
-eval ran on, else the project's default backend.
+eval (of the flow as declared, not a prompt variant) ran on, else the project's default backend.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def dev_profile(settings: Settings, store: TrackingStore, flow: str, suite: str)
     found = store.find_runs(
         {"flow": flow, "suite": suite, "stage": "dev"},
         {"promptlab.kind": "eval", "promptlab.gates.dev": "pass"},
+        max_results=20,
     )
+    found = [r for r in found if "prompt_variant" not in r.params]  # the flow as declared
     if found and found[0].params.get("backend") in settings.backends:
         return found[0].params[
             "backend"

@@ -5,10 +5,15 @@ the IVF partitions it probes. The index is built once the table holds ``INDEX_FR
 (below that a scan in Lance's native code takes a millisecond or two), and rows added later
 are folded in by :meth:`LanceStore.optimize`, which also compacts small appends. Several
 processes may read one table; writes happen under the index's file lock.
+
+Searches from async code (``asimilarity_search_with_score``, what a served flow uses) run on
+LanceDB's async API, awaited on the caller's event loop: no worker thread and no hop through
+the background loop that LanceDB's synchronous API runs every call on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -23,6 +28,8 @@ from promptlab.errors import MissingDependencyError
 
 INDEX_FROM = 20_000
 REINDEX_SHARE = 0.1  # fold new rows into the index once they are a tenth of the table
+CONSISTENCY = timedelta(seconds=5)  # how stale a read may be after another process wrote
+COLUMNS = ["id", "text", "metadata", "_distance"]
 
 
 def _lancedb() -> Any:
@@ -47,8 +54,9 @@ class LanceStore(VectorStore):
         self.folder = folder
         self.table_name = table
         self.embeddings_model = embeddings
-        self._db = _lancedb().connect(str(folder), read_consistency_interval=timedelta(seconds=5))
+        self._db = _lancedb().connect(str(folder), read_consistency_interval=CONSISTENCY)
         self._table: Any = None
+        self._async: Any = None  # the table on LanceDB's async API, opened by the first search
 
     @property
     def embeddings(self) -> Embeddings:
@@ -111,6 +119,7 @@ class LanceStore(VectorStore):
             self._table = self._db.create_table(self.table_name, data)
         else:
             self._table.add(data)
+        self._async = None  # searches reopen the table at its new version
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete rows by id."""
@@ -120,6 +129,7 @@ class LanceStore(VectorStore):
         for start in range(0, len(ids), 500):
             quoted = ",".join("'" + i.replace("'", "''") + "'" for i in ids[start : start + 500])
             table.delete(f"id IN ({quoted})")
+        self._async = None
         return True
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
@@ -142,40 +152,64 @@ class LanceStore(VectorStore):
         table = self._open()
         if table is None:
             return []
-        rows = (
-            table.search(vector, vector_column_name="vector")
-            .distance_type("cosine")
-            .limit(k)
-            .select(["id", "text", "metadata", "_distance"])
-            .to_list()
-        )
-        return [(_document(row), float(row["_distance"])) for row in rows]
+        query = table.search(vector, vector_column_name="vector").distance_type("cosine")
+        return _hits(query.limit(k).select(COLUMNS).to_arrow())
+
+    async def asimilarity_search_with_score(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """:meth:`similarity_search_with_score` with the embedder's and LanceDB's async APIs."""
+        return await self.asearch_by_vector(await self.embeddings_model.aembed_query(query), k)
+
+    async def asearch_by_vector(self, vector: list[float], k: int) -> list[tuple[Document, float]]:
+        """:meth:`search_by_vector` awaited on the running event loop, in LanceDB's runtime."""
+        table = self._async
+        if table is None:
+            if await asyncio.to_thread(self._open) is None:
+                return []
+            db = await _lancedb().connect_async(
+                str(self.folder), read_consistency_interval=CONSISTENCY
+            )
+            table = self._async = await db.open_table(self.table_name)
+        query = table.query().nearest_to(vector).column("vector").distance_type("cosine")
+        return _hits(await query.limit(k).select(COLUMNS).to_arrow())
 
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
         """The ``k`` nearest chunks."""
         return [doc for doc, _ in self.similarity_search_with_score(query, k)]
 
+    async def asimilarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        """Async :meth:`similarity_search`."""
+        return [doc for doc, _ in await self.asimilarity_search_with_score(query, k)]
+
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return lambda distance: 1.0 - distance
 
     def optimize(self) -> None:
-        """Build the ANN index once the table is large enough; fold in new rows; compact."""
+        """Compact the appends into one file, and build the ANN index once the table is large.
+
+        Rows added to an indexed table are searched next to the index (a scan in native code)
+        until they are ``REINDEX_SHARE`` of the table; then the index is dropped, the files
+        compacted and the index built again: cheaper than a compaction that remaps an index.
+        """
         table = self._open()
         if table is None:
             return
         rows = table.count_rows()
         indexed = any(i.name == "vector_idx" for i in table.list_indices())
-        if not indexed and rows >= INDEX_FROM:
+        if indexed:
+            if table.index_stats("vector_idx").num_unindexed_rows <= REINDEX_SHARE * rows:
+                return
+            table.drop_index("vector_idx")
+        table.optimize()  # compaction, with no index to remap
+        if rows >= INDEX_FROM:
+            from lancedb.index import HnswSq  # IVF partitions, an HNSW graph in each
+
+            partitions = max(1, int(rows**0.5) // 4)
             table.create_index(
-                metric="cosine",
-                vector_column_name="vector",
-                index_type="IVF_HNSW_SQ",
-                num_partitions=max(1, int(rows**0.5) // 4),
+                "vector", config=HnswSq(distance_type="cosine", num_partitions=partitions)
             )
-            return
-        unindexed = table.index_stats("vector_idx").num_unindexed_rows if indexed else 0
-        if not indexed or unindexed > REINDEX_SHARE * rows:
-            table.optimize()
+        self._async = None
 
     @classmethod
     def from_texts(
@@ -195,3 +229,12 @@ class LanceStore(VectorStore):
 
 def _document(row: dict[str, Any]) -> Document:
     return Document(id=row["id"], page_content=row["text"], metadata=json.loads(row["metadata"]))
+
+
+def _hits(found: Any) -> list[tuple[Document, float]]:
+    """Documents and distances from a search's Arrow table, column by column."""
+    columns = [found.column(name).to_pylist() for name in COLUMNS]
+    return [
+        (Document(id=i, page_content=text, metadata=json.loads(meta)), float(distance))
+        for i, text, meta, distance in zip(*columns, strict=True)
+    ]

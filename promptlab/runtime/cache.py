@@ -6,7 +6,8 @@ names for an in-process model, else the server's URL), the request as sent (mess
 tools, tool choice, output schema), the sampling settings (seed included), the repeat index
 of an eval and which identical request of one run this is. Entries are one JSON file each,
 written to a temporary name and renamed into place, so any number of processes and tasks
-share one cache safely; a torn or unreadable entry is a miss.
+share one cache safely; a torn or unreadable entry is a miss. A hit touches its entry, so
+``promptlab cache --prune DAYS`` removes what no run has used for that long.
 
 Example:
     >>> cache = ResponseCache(Path(".promptlab") / "cache" / "responses")  # doctest: +SKIP
@@ -34,6 +35,15 @@ from promptlab.errors import PromptlabError
 from promptlab.hashing import file_hash
 
 CACHE_DIR = ("cache", "responses")
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    """What a cache folder holds: entries, their bytes, and the oldest entry's last use."""
+
+    entries: int
+    size: int
+    oldest: float | None
 
 
 @dataclass(frozen=True)
@@ -93,10 +103,11 @@ class ResponseCache:
         return message
 
     def _read(self, key: str) -> AIMessage | None:
+        path = self._path(key)
         try:
-            entry = json.loads(self._path(key).read_text())
+            entry = json.loads(path.read_text())
             usage = entry.get("usage")
-            return AIMessage(
+            message = AIMessage(
                 content=entry["text"],
                 tool_calls=entry.get("tool_calls") or [],
                 usage_metadata=UsageMetadata(
@@ -109,6 +120,9 @@ class ResponseCache:
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: pruning keeps it
+        return message
 
     def put(self, key: str, message: AIMessage) -> None:
         """Keep ``message`` under ``key`` (atomically: a reader sees all of it or nothing)."""
@@ -133,6 +147,37 @@ class ResponseCache:
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
+
+    def _entries(self) -> list[tuple[Path, os.stat_result]]:
+        found = []
+        for path in self.root.glob("??/*.json"):
+            with contextlib.suppress(OSError):  # removed meanwhile by another process
+                found.append((path, path.stat()))
+        return found
+
+    def usage(self) -> CacheUsage:
+        """How many entries the cache holds, their size in bytes, and the oldest last use."""
+        entries = self._entries()
+        oldest = min((st.st_mtime for _, st in entries), default=None)
+        return CacheUsage(len(entries), sum(st.st_size for _, st in entries), oldest)
+
+    def prune(self, unused_since: float | None = None) -> CacheUsage:
+        """Remove entries last used before ``unused_since`` (a time stamp; None: all of them).
+
+        Returns:
+            What was removed (``oldest`` is None).
+        """
+        removed = size = 0
+        for path, st in self._entries():
+            if unused_since is None or st.st_mtime < unused_since:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed += 1
+                    size += st.st_size
+        for folder in self.root.glob("??"):
+            with contextlib.suppress(OSError):  # not empty: kept
+                folder.rmdir()
+        return CacheUsage(removed, size, None)
 
 
 async def _weights_or_url(backend: Backend, logical: str) -> str:

@@ -63,8 +63,12 @@ class Index:
         self.sync = sync
 
     async def search(self, query: str) -> list[RetrievedDoc]:
-        """The top-k chunks for ``query``, best first (the store searches off the event loop)."""
-        hits = await asyncio.to_thread(_search, self.store, query, self.retriever.top_k)
+        """The top-k chunks for ``query``, best first, through the store's async API.
+
+        The embedded store and the embedders await natively; a store or embedder without an
+        async API runs in a worker thread (LangChain's default), never on the event loop.
+        """
+        hits = await _search(self.store, query, self.retriever.top_k)
         return [
             RetrievedDoc(
                 id=doc.metadata["doc_id"],
@@ -78,12 +82,12 @@ class Index:
         ]
 
 
-def _search(store: VectorStore, query: str, k: int) -> list[tuple[Document, float]]:
+async def _search(store: VectorStore, query: str, k: int) -> list[tuple[Document, float]]:
     """Relevance scores (higher is better) where the store defines them, else its own."""
     try:
-        return store.similarity_search_with_relevance_scores(query, k=k)
+        return await store.asimilarity_search_with_relevance_scores(query, k=k)
     except NotImplementedError:
-        return store.similarity_search_with_score(query, k=k)
+        return await store.asimilarity_search_with_score(query, k=k)
 
 
 def _documents(chunks: list[Chunk]) -> list[Document]:
@@ -137,10 +141,13 @@ async def _open(
     retriever: Retriever, embeddings: Embeddings, name: str, folder: Path
 ) -> tuple[VectorStore, Sync]:
     records = SQLiteRecordManager(name, folder / "records.db")
-    store = await asyncio.to_thread(open_store, retriever, embeddings, name, folder)
-    await asyncio.to_thread(records.create_schema)
-    await asyncio.to_thread(_reconcile, store, records, name, folder)
-    sync = await _sync(retriever, store, records)
+    try:
+        store = await asyncio.to_thread(open_store, retriever, embeddings, name, folder)
+        await asyncio.to_thread(records.create_schema)
+        await asyncio.to_thread(_reconcile, store, records, name, folder)
+        sync = await _sync(retriever, store, records)
+    finally:
+        await asyncio.to_thread(records.close)
     optimize = getattr(store, "optimize", None)
     if callable(optimize) and (sync.added or sync.deleted):
         await asyncio.to_thread(optimize)
@@ -173,12 +180,15 @@ def _reconcile(store: VectorStore, records: SQLiteRecordManager, name: str, fold
 def _discard(folder: Path, name: str) -> None:
     """Drop an embedded index's table and records (the records file too, if unreadable)."""
     shutil.rmtree(folder / "lance" / f"{name}.lance", ignore_errors=True)
+    records = SQLiteRecordManager(name, folder / "records.db")
     try:
-        SQLiteRecordManager(name, folder / "records.db").clear()
+        records.clear()
     except sqlite3.DatabaseError:
         # Other indexes' records go too: each then finds rows no record knows, and rebuilds.
         path = folder / "records.db"
         os.replace(path, path.with_name(f"records.db.unreadable-{os.getpid()}"))
+    finally:
+        records.close()
 
 
 async def _sync(retriever: Retriever, store: VectorStore, records: SQLiteRecordManager) -> Sync:

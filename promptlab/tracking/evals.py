@@ -47,6 +47,16 @@ def _metric_key(name: str) -> str:
     return name.replace("^", "_hat_").replace("@", "_at_")
 
 
+def expectation_name(key: str) -> str:
+    """A case's ``expect`` key as an MLflow expectation, named apart from the scorer reading it.
+
+    MLflow's views group assessments by name: an expectation called ``category`` next to the
+    ``category`` verdict would mix labels into its pass rates. ``expected_*`` is MLflow's own
+    spelling (``expected_response``, ``expected_facts``).
+    """
+    return key if key.startswith("expected_") else f"expected_{key}"
+
+
 class EvalRecorder:
     """Records eval runs in a tracking store.
 
@@ -119,8 +129,10 @@ class EvalRecorder:
             for name, score in result.scores.items()
         ]
         assessments += [
-            Assessment(name, value, kind="expectation", source="HUMAN", source_id="suite")
-            for name, value in case.expect.items()
+            Assessment(
+                expectation_name(key), value, kind="expectation", source="HUMAN", source_id="suite"
+            )
+            for key, value in case.expect.items()
         ]
         self._writers[run_id].put(run, case_key(result.case_id, result.repeat), assessments)
 

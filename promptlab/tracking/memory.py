@@ -190,9 +190,19 @@ class MemoryStore:
             self._run(run_id).traces.append(trace_id)
         return trace_id
 
-    def log_assessments(self, trace_id: str, assessments: Sequence[Assessment]) -> None:
-        """Attach verdicts and expectations to a trace."""
-        self.traces[trace_id].assessments.extend(assessments)
+    def log_traces(
+        self,
+        traces: Sequence[tuple[RunResult, Mapping[str, str], Sequence[Assessment]]],
+        run_id: str | None = None,
+        model_id: str | None = None,
+    ) -> list[str]:
+        """Keep each run as a trace with its assessments; returns their ids."""
+        ids = []
+        for result, tags, assessments in traces:
+            trace_id = self.log_trace(result, run_id, model_id, tags)
+            self.traces[trace_id].assessments.extend(assessments)
+            ids.append(trace_id)
+        return ids
 
     def trace_assessments(self, trace_id: str) -> list[Assessment]:
         """The assessments attached to a trace."""
@@ -247,11 +257,11 @@ class MemoryStore:
     def register_prompt(
         self, name: str, messages: list[dict[str, str]], message: str, tags: Mapping[str, str]
     ) -> int:
-        """The latest prompt version if it holds ``messages``, else a new one."""
+        """The oldest version holding ``messages``, else a new one."""
         versions = self.prompts.setdefault(name, [])
-        if not versions or versions[-1] != messages:
+        if messages not in versions:
             versions.append(copy.deepcopy(messages))
-        return len(versions)
+        return versions.index(messages) + 1
 
     def link_prompts(
         self, versions: Mapping[str, int], run_id: str, model_id: str | None = None

@@ -1,19 +1,24 @@
 """The tracking store on MLflow: the only module that imports mlflow.
 
-MLflow is configured once, when the store opens: the tracking URI, the experiment, its
-loggers, and two settings MLflow reads only from the environment (set with ``setdefault``,
-so a user's own choice wins): ``MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false``, so that a trace is
-in the store when ``log_trace`` returns (its tags are set right after, and short-lived commands
-exit right after), and ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false``, because promptlab
-prints its own progress and MLflow's bars would interleave with it.
+MLflow is configured once, when the store opens: the experiment, its loggers, and two settings
+MLflow reads only from the environment (set with ``setdefault``, so a user's own choice wins):
+``MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false``, so that what MLflow's fluent API writes is in the
+store when the call returns (short-lived commands exit right after), and
+``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false``, because promptlab prints its own progress and
+MLflow's bars would interleave with it. Traces are written through the store's own calls, as
+MLflow's exporter writes them, not through MLflow's tracer.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import logging
 import math
 import os
+import secrets
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,6 +51,45 @@ def _import_mlflow() -> Any:
     return mlflow
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, or None (a server, memory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path).resolve()
+
+
+#: The sqlite tracking files whose connections :func:`_on_connect` tunes.
+_FAST_FILES: set[Path] = set()
+
+
+def _on_connect(connection: Any, _record: Any) -> None:
+    """WAL mode and ``synchronous=NORMAL`` for a new connection to one of :data:`_FAST_FILES`."""
+    if not isinstance(connection, sqlite3.Connection):
+        return
+    files = [row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"]
+    if not files or not files[0] or Path(files[0]).resolve() not in _FAST_FILES:
+        return
+    # WAL is kept by the file (a no-op after once); a lock held elsewhere: stay as it is.
+    with contextlib.suppress(sqlite3.OperationalError):
+        connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+
+
+def _fast_commits(database: Path) -> None:
+    """Open every new sqlite connection to ``database`` in WAL mode, ``synchronous=NORMAL``.
+
+    Listens on every SQLAlchemy engine (MLflow makes its own, tracking and registry) and acts
+    only on connections to this file, so other sqlite databases of the process are untouched.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    _FAST_FILES.add(database)
+    if not event.contains(Engine, "connect", _on_connect):
+        event.listen(Engine, "connect", _on_connect)
+
+
 def _finite(value: Any) -> Any:
     """``value`` with every NaN or infinity made None (JSON has neither)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -63,6 +107,54 @@ def _attr(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
+def _json(value: Any) -> str:
+    """A span attribute's value as MLflow stores it (JSON, with its encoder for odd types)."""
+    from mlflow.tracing.utils import TraceJSONEncoder
+
+    return json.dumps(value, cls=TraceJSONEncoder, ensure_ascii=False)
+
+
+def _b64(value: int, size: int) -> str:
+    """A trace or span id as MLflow's span dictionaries write it (big-endian, base64)."""
+    return base64.b64encode(value.to_bytes(size, "big")).decode()
+
+
+def _truncated(value: str) -> str:
+    """A trace's inputs or outputs as its metadata holds them (MLflow's length limit)."""
+    from mlflow.tracing.constant import MAX_CHARS_IN_TRACE_INFO_METADATA, TRUNCATION_SUFFIX
+
+    if len(value) <= MAX_CHARS_IN_TRACE_INFO_METADATA:
+        return value
+    return value[: MAX_CHARS_IN_TRACE_INFO_METADATA - len(TRUNCATION_SUFFIX)] + TRUNCATION_SUFFIX
+
+
+def _entity(a: Assessment, trace_id: str | None = None) -> Any:
+    """An :class:`Assessment` as MLflow's ``Expectation`` or ``Feedback``."""
+    from mlflow.entities import AssessmentError, AssessmentSource, Expectation, Feedback
+
+    source = AssessmentSource(source_type=a.source, source_id=a.source_id)
+    if a.kind == "expectation":
+        return Expectation(
+            name=a.name,
+            value=a.value,
+            source=source,
+            metadata=a.metadata or None,
+            trace_id=trace_id,
+        )
+    error = None
+    if a.error is not None:
+        error = AssessmentError(error_code="SCORER_ERROR", error_message=a.error)
+    return Feedback(
+        name=a.name,
+        value=a.value,
+        error=error,
+        source=source,
+        rationale=a.rationale or None,
+        metadata=a.metadata or None,
+        trace_id=trace_id,
+    )
+
+
 def _already_exists(exc: Exception) -> bool:
     """Whether MLflow refused to create something because another client just did."""
     return getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS"
@@ -78,9 +170,13 @@ class MlflowStore:
     def __init__(self, settings: Settings) -> None:
         self._mlflow = mlflow = _import_mlflow()
         self._uri = uri = settings.resolved_tracking_uri
-        if uri.startswith("sqlite:///"):
+        database = _sqlite_file(uri)
+        if database is not None:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
+            _fast_commits(database)
         self._client = mlflow.MlflowClient(tracking_uri=uri)
+        self._tracing: Any = None
+        self._env_metadata: dict[str, str] | None = None
         self.experiment_id = self._experiment(settings)
         self._activate()
 
@@ -100,7 +196,16 @@ class MlflowStore:
             return str(client.get_experiment_by_name(settings.experiment).experiment_id)
 
     def _activate(self) -> None:
-        """Point MLflow's fluent API (traces, prompts) at this store; a no-op once it does."""
+        """Point MLflow's global tracking URI at this store; a no-op once it does.
+
+        MLflow's fluent API and its registry (which looks up the run a prompt is linked to) read
+        it. Set as ``mlflow.set_tracking_uri`` sets it for subprocesses, in the environment,
+        which spares its tracer's reset (half a second, for a tracer promptlab does not use);
+        replaced with ``set_tracking_uri`` only when the process chose another URI itself.
+        """
+        if self._mlflow.get_tracking_uri() == self._uri:
+            return
+        os.environ["MLFLOW_TRACKING_URI"] = self._uri
         if self._mlflow.get_tracking_uri() != self._uri:
             self._mlflow.set_tracking_uri(self._uri)
 
@@ -236,71 +341,144 @@ class MlflowStore:
         model_id: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> str:
-        """Replay the run's recorded spans as one MLflow trace; returns its id."""
-        self._activate()
-        mlflow = self._mlflow
-        metadata = {"mlflow.sourceRun": run_id} if run_id else {}
-        if model_id:
-            metadata["mlflow.modelId"] = model_id
-        all_tags = {
-            "promptlab.flow": result.flow,
-            "promptlab.backend": result.backend,
-            "promptlab.models": json.dumps(result.models),
-            "promptlab.input_tokens": str(result.usage.input_tokens),
-            "promptlab.output_tokens": str(result.usage.output_tokens),
-            **(tags or {}),
-        }
-        live: list[Any] = []
-        for span in result.spans:
-            parent = live[span.parent] if span.parent is not None else None
-            live.append(
-                mlflow.start_span_no_context(
-                    name=span.name,
-                    span_type=span.kind,
-                    parent_span=parent,
-                    inputs=span.inputs,
-                    attributes={k: _attr(v) for k, v in span.attributes.items()},
-                    experiment_id=self.experiment_id if parent is None else None,
-                    metadata=metadata if parent is None else None,
-                    tags=all_tags if parent is None else None,
-                    start_time_ns=span.start_ns,
-                )
-            )
-        for span, handle in reversed(list(zip(result.spans, live, strict=True))):
+        """Write the run's recorded spans as one MLflow trace; returns its id."""
+        return self.log_traces([(result, dict(tags or {}), ())], run_id, model_id)[0]
+
+    def log_traces(
+        self,
+        traces: Sequence[tuple[RunResult, Mapping[str, str], Sequence[Assessment]]],
+        run_id: str | None = None,
+        model_id: str | None = None,
+    ) -> list[str]:
+        """Write traces with their assessments; returns their ids, in order.
+
+        Each trace is one ``start_trace`` (its info, tags, metadata and assessments in one
+        transaction), and the spans of all of them one ``log_spans``: the calls MLflow's own
+        exporter makes, without its per-span writes and its per-assessment transactions.
+        """
+        tracing = self._tracing_client()
+        ids: list[str] = []
+        spans: list[Any] = []
+        for result, tags, assessments in traces:
+            info, trace_spans = self._trace(result, run_id, model_id, tags, assessments)
+            tracing.start_trace(info)
+            ids.append(str(info.trace_id))
+            spans += trace_spans
+        if spans:
+            tracing.log_spans(self.experiment_id, spans)
+        return ids
+
+    def _environment(self) -> dict[str, str]:
+        """The metadata MLflow's tracer gives every trace of the process (user, source, git)."""
+        if self._env_metadata is None:
+            from mlflow.tracing.utils.environment import resolve_env_metadata
+
+            self._env_metadata = dict(resolve_env_metadata())
+        return dict(self._env_metadata)
+
+    def _tracing_client(self) -> Any:
+        if self._tracing is None:
+            from mlflow.tracing.client import TracingClient
+
+            self._tracing = TracingClient(self._uri)
+        return self._tracing
+
+    def _trace(
+        self,
+        result: RunResult,
+        run_id: str | None,
+        model_id: str | None,
+        tags: Mapping[str, str],
+        assessments: Sequence[Assessment],
+    ) -> tuple[Any, list[Any]]:
+        """A run's spans as MLflow's ``TraceInfo`` and ``Span`` entities, as its tracer makes them.
+
+        The same attributes, metadata and previews as ``mlflow.start_span_no_context`` gives a
+        trace, built directly (no OpenTelemetry tracer, no exporter).
+        """
+        from mlflow.entities import Span, Trace, TraceData, TraceInfo, TraceLocation, TraceState
+        from mlflow.tracing.constant import (
+            TRACE_SCHEMA_VERSION,
+            TRACE_SCHEMA_VERSION_KEY,
+            SpanAttributeKey,
+            TraceMetadataKey,
+            TraceTagKey,
+        )
+        from mlflow.tracing.utils import add_size_stats_to_trace_metadata
+        from mlflow.tracing.utils.default_log_level import default_log_level_for_span_type
+        from mlflow.tracing.utils.truncation import set_request_response_preview
+
+        otel_trace = secrets.randbits(128) or 1
+        trace_id = f"tr-{otel_trace:032x}"
+        span_ids = [secrets.randbits(64) or 1 for _ in result.spans]
+        built = []
+        for i, span in enumerate(result.spans):
+            attributes = {
+                SpanAttributeKey.REQUEST_ID: _json(trace_id),
+                SpanAttributeKey.SPAN_TYPE: _json(span.kind),
+                SpanAttributeKey.INPUTS: _json(span.inputs),
+                **{k: _json(_attr(v)) for k, v in span.attributes.items()},
+                SpanAttributeKey.OUTPUTS: _json(span.outputs),
+                SpanAttributeKey.LOG_LEVEL: str(int(default_log_level_for_span_type(span.kind))),
+            }
+            if span.parent is None:
+                attributes[SpanAttributeKey.EXPERIMENT_ID] = _json(self.experiment_id)
             if span.error is not None:
-                handle.set_attribute("error", span.error)
-            handle.end(
-                outputs=span.outputs,
-                status="ERROR" if span.error is not None else "OK",
-                end_time_ns=span.end_ns or span.start_ns,
+                attributes["error"] = _json(span.error)
+            parent = span_ids[span.parent] if span.parent is not None else None
+            built.append(
+                Span.from_dict(
+                    {
+                        "trace_id": _b64(otel_trace, 16),
+                        "span_id": _b64(span_ids[i], 8),
+                        "parent_span_id": _b64(parent, 8) if parent is not None else None,
+                        "name": span.name,
+                        "start_time_unix_nano": span.start_ns,
+                        "end_time_unix_nano": span.end_ns or span.start_ns,
+                        "events": [],
+                        "status": {
+                            "code": "STATUS_CODE_ERROR" if span.error else "STATUS_CODE_OK",
+                            "message": "",
+                        },
+                        "attributes": attributes,
+                    }
+                )
             )
-        return str(live[0].trace_id)
-
-    def log_assessments(self, trace_id: str, assessments: Sequence[Assessment]) -> None:
-        """Attach each assessment with MLflow's own feedback and expectation entities."""
-        from mlflow.entities import AssessmentError, AssessmentSource, Expectation, Feedback
-
-        self._activate()
-        for a in assessments:
-            source = AssessmentSource(source_type=a.source, source_id=a.source_id)
-            entity: Any
-            if a.kind == "expectation":
-                entity = Expectation(
-                    name=a.name, value=a.value, source=source, metadata=a.metadata or None
-                )
-            else:
-                error = None
-                if a.error is not None:
-                    error = AssessmentError(error_code="SCORER_ERROR", error_message=a.error)
-                entity = Feedback(
-                    name=a.name,
-                    value=a.value,
-                    error=error,
-                    source=source,
-                    rationale=a.rationale or None,
-                    metadata=a.metadata or None,
-                )
-            self._mlflow.log_assessment(trace_id, entity)
+        root = result.spans[0]
+        end_ns = root.end_ns or root.start_ns
+        root_attributes = built[0].to_dict()["attributes"]
+        metadata = {
+            **self._environment(),
+            TRACE_SCHEMA_VERSION_KEY: str(TRACE_SCHEMA_VERSION),
+            TraceMetadataKey.INPUTS: _truncated(root_attributes[SpanAttributeKey.INPUTS]),
+            TraceMetadataKey.OUTPUTS: _truncated(root_attributes[SpanAttributeKey.OUTPUTS]),
+        }
+        if run_id:
+            metadata[TraceMetadataKey.SOURCE_RUN] = run_id
+        if model_id:
+            metadata[TraceMetadataKey.MODEL_ID] = model_id
+        info = TraceInfo(
+            trace_id=trace_id,
+            trace_location=TraceLocation.from_experiment_id(self.experiment_id),
+            request_time=root.start_ns // 1_000_000,
+            execution_duration=(end_ns - root.start_ns) // 1_000_000,
+            state=TraceState.ERROR if root.error is not None else TraceState.OK,
+            trace_metadata=metadata,
+            tags={
+                "promptlab.flow": result.flow,
+                "promptlab.backend": result.backend,
+                "promptlab.models": json.dumps(result.models),
+                "promptlab.input_tokens": str(result.usage.input_tokens),
+                "promptlab.output_tokens": str(result.usage.output_tokens),
+                **tags,
+                TraceTagKey.TRACE_NAME: root.name,
+            },
+            assessments=[_entity(a, trace_id) for a in assessments],
+        )
+        data = TraceData(spans=built)
+        set_request_response_preview(info, data)
+        add_size_stats_to_trace_metadata(Trace(info, data))
+        return info, built
 
     def trace_assessments(self, trace_id: str) -> list[Assessment]:
         """The assessments on a trace, as promptlab's :class:`Assessment`."""
@@ -431,33 +609,54 @@ class MlflowStore:
     def register_prompt(
         self, name: str, messages: list[dict[str, str]], message: str, tags: Mapping[str, str]
     ) -> int:
-        """The latest prompt version if it holds ``messages``, else a new one ({{var}} form)."""
+        """The version that holds ``messages`` ({{var}} form), registered if none does yet.
+
+        Variants alternate texts under one name, and evals in other processes register at the
+        same time: a text gets one version, the oldest. A version this call registered next to
+        an older twin (another process won the race) is deleted again.
+        """
         client = self._client
         template = [{**m, "content": to_mlflow(m["content"])} for m in messages]
-        attempt = 0
-        while True:  # evals in other processes may register it meanwhile
-            latest = None
-            if client.get_prompt(name) is not None:
-                latest = client.load_prompt(
-                    f"prompts:/{name}@latest", allow_missing=True, cache_ttl_seconds=0
-                )
-            if latest is not None and latest.template == template:
-                return int(latest.version)
+        for attempt in range(3):
+            held = self._version_holding(name, template)
+            if held is not None:
+                return held
             try:
-                new = client.register_prompt(
-                    name=name, template=template, commit_message=message, tags=dict(tags)
+                new = int(
+                    client.register_prompt(
+                        name=name, template=template, commit_message=message, tags=dict(tags)
+                    ).version
                 )
-            except self._mlflow.MlflowException as exc:
-                attempt += 1
-                if attempt == 3 or not _already_exists(exc):
+            except self._mlflow.MlflowException as exc:  # another process created the name
+                if attempt == 2 or not _already_exists(exc):
                     raise
-            else:
-                return int(new.version)
+                continue
+            held = self._version_holding(name, template)
+            if held is not None and held < new:
+                client.delete_prompt_version(name, str(new))
+                return held
+            return new
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _version_holding(self, name: str, template: list[dict[str, str]]) -> int | None:
+        """The oldest version of prompt ``name`` whose template is ``template``."""
+        client = self._client
+        if client.get_prompt(name) is None:
+            return None
+        found: list[int] = []
+        token = None
+        while True:
+            page = client.search_prompt_versions(name, max_results=100, page_token=token)
+            found += [int(v.version) for v in page if v.template == template]
+            token = page.token
+            if not token:
+                return min(found, default=None)
 
     def link_prompts(
         self, versions: Mapping[str, int], run_id: str, model_id: str | None = None
     ) -> None:
         """Link each prompt version to the run and to the LoggedModel."""
+        self._activate()  # MLflow's registry finds the run through the global tracking URI
         client = self._client
         for name, version in versions.items():
             client.link_prompt_version_to_run(run_id, f"prompts:/{name}/{version}")

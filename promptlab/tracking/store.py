@@ -176,12 +176,21 @@ class TrackingStore(Protocol):
         """
         ...
 
-    def served_traces(self, flow: str, max_results: int) -> list[TraceRecord]:
-        """The newest traces of ``flow`` that no eval run wrote (served requests), newest first."""
+    def log_traces(
+        self,
+        traces: Sequence[tuple[RunResult, Mapping[str, str], Sequence[Assessment]]],
+        run_id: str | None = None,
+        model_id: str | None = None,
+    ) -> list[str]:
+        """Write several runs as traces, each with its tags and assessments; returns their ids.
+
+        What :meth:`log_trace` does for each, with the verdicts and expectations attached, in
+        fewer writes.
+        """
         ...
 
-    def log_assessments(self, trace_id: str, assessments: Sequence[Assessment]) -> None:
-        """Attach verdicts and expectations to a trace."""
+    def served_traces(self, flow: str, max_results: int) -> list[TraceRecord]:
+        """The newest traces of ``flow`` that no eval run wrote (served requests), newest first."""
         ...
 
     def trace_assessments(self, trace_id: str) -> list[Assessment]:
@@ -212,7 +221,7 @@ class TrackingStore(Protocol):
     def register_prompt(
         self, name: str, messages: list[dict[str, str]], message: str, tags: Mapping[str, str]
     ) -> int:
-        """A prompt version holding ``messages``: the latest if unchanged, else a new one.
+        """The prompt version holding ``messages``: a new one only for a text it never held.
 
         ``messages`` use promptlab's ``{var}`` templates; the store keeps its own form.
         """

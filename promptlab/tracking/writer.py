@@ -79,23 +79,22 @@ class TraceWriter:
                 except queue.Empty:
                     break
             items = [item for item in batch if item is not None]
-            ids = [trace_id for item in items if (trace_id := self._write(*item)) is not None]
-            if ids:
-                try:
-                    self.store.link_traces(self.run_id, ids)
-                except Exception as exc:
-                    self._errors.append(exc)
+            if items:
+                self._write(items)
             if len(items) < len(batch):
                 return
 
-    def _write(self, run: RunResult, key: str, assessments: Sequence[Assessment]) -> str | None:
+    def _write(self, items: Sequence[_Item]) -> None:
+        """Write a batch of traces with their assessments, and list them among the run's."""
         try:
-            trace_id = self.store.log_trace(
-                run, run_id=self.run_id, model_id=self.model_id, tags={CASE_TAG: key}
+            ids = self.store.log_traces(
+                [(run, {CASE_TAG: key}, assessments) for run, key, assessments in items],
+                run_id=self.run_id,
+                model_id=self.model_id,
             )
-            self.store.log_assessments(trace_id, assessments)
+            self.store.link_traces(self.run_id, ids)
         except Exception as exc:
-            self._errors.append(exc)
-            return None
-        self.written[key] = trace_id
-        return trace_id
+            self._errors += [exc] * len(items)
+            return
+        for (_, key, _), trace_id in zip(items, ids, strict=True):
+            self.written[key] = trace_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import mlflow
 import pytest
@@ -44,3 +45,86 @@ def test_two_variants_are_reported_side_by_side_and_grouped(
     ]
     assert {c.info.run_id for c in children} == {v["run_id"] for v in data["variants"]}
     assert all(c.data.params["suite"] == "triage" for c in children)
+
+
+def children_of(tracking_uri: str, parent_id: str) -> dict[str, mlflow.entities.Run]:
+    """The runs grouped under ``parent_id``, by the variant each ran."""
+    mlflow.set_tracking_uri(tracking_uri)
+    parent = mlflow.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["promptlab.kind"] == "eval-variants"
+    runs = mlflow.search_runs(
+        experiment_ids=[parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+        output_format="list",
+    )
+    return {r.data.tags["promptlab.variant"]: r for r in runs}
+
+
+def side_by_side_table(stdout: str, labels: list[str]) -> tuple[str, dict[str, list[str]]]:
+    """The parent run id and the metric rows of the side-by-side report."""
+    lines = stdout.splitlines()
+    parent = lines[0].rsplit(" ", 1)[1]
+    header = next(line for line in lines if line.strip().startswith("metric"))
+    assert header.split() == ["metric", *labels]
+    at = lines.index(header)
+    rows = {line.split()[0]: line.split()[1:] for line in lines[at + 1 : lines.index("", at)]}
+    return parent, rows
+
+
+def test_two_prompt_variants_side_by_side_link_their_prompt_versions(
+    ollama_url: str, tracking_uri: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMPTLAB_", "MLFLOW_"))}
+    env |= {"PROMPTLAB_OLLAMA_URL": ollama_url, "PROMPTLAB_TRACKING_URI": tracking_uri}
+    cli = make_cli(env)
+    labels = ["ollama", "ollama@terse"]
+    args = ["--variant", labels[0], "--variant", labels[1], "--limit", "4"]
+    out = cli("eval", "evals/triage.yaml", *args)
+    assert out.returncode in (0, 1), out.stderr
+    print(out.stdout)
+    parent, rows = side_by_side_table(out.stdout, labels)
+    assert {"category.rate", "priority.rate", "valid.rate", "cache.misses"} <= set(rows)
+    assert all(len(rows[m]) == 2 for m in ("category.rate", "priority.rate", "valid.rate"))
+    assert "ollama@terse vs ollama (paired over shared cases):" in out.stdout
+    paired = re.findall(r"^  (\w+) +[\d.]+ -> [\d.]+  delta [-+][\d.]+ .* n=4 ", out.stdout, re.M)
+    assert {"category", "priority", "valid"} <= set(paired)
+
+    children = children_of(tracking_uri, parent)
+    assert set(children) == set(labels)
+    base, terse = children["ollama"], children["ollama@terse"]
+    assert terse.data.params["prompt_variant"] == "terse"
+    assert base.data.params["flow_hash"] != terse.data.params["flow_hash"]
+    linked = {
+        label: {
+            p["name"]: int(p["version"]) for p in json.loads(r.data.tags["mlflow.linkedPrompts"])
+        }
+        for label, r in children.items()
+    }
+    name = "triage.classify_ticket"
+    assert linked["ollama"][name] != linked["ollama@terse"][name]
+    client = mlflow.MlflowClient()
+    used = client.get_prompt_version(name, linked["ollama@terse"][name])
+    assert used.template[0]["content"].startswith("Triage the Nimbus Home support ticket.")
+    declared = client.get_prompt_version(name, linked["ollama"][name])
+    assert declared.template[0]["content"].startswith("You triage support tickets")
+
+
+def test_ollama_and_vllm_side_by_side(backend_env: dict[str, str], tracking_uri: str) -> None:
+    cli = make_cli(backend_env)
+    labels = ["ollama", "vllm"]
+    out = cli(
+        "eval", "evals/triage.yaml", "--variant", "ollama", "--variant", "vllm", "--limit", "4"
+    )
+    assert out.returncode in (0, 1), out.stderr
+    print(out.stdout)
+    parent, rows = side_by_side_table(out.stdout, labels)
+    assert all(len(rows[m]) == 2 for m in ("category.rate", "priority.rate", "valid.rate"))
+    assert "vllm vs ollama (paired over shared cases):" in out.stdout
+    paired = re.findall(r"^  (\w+) +[\d.]+ -> [\d.]+  delta [-+][\d.]+ .* n=4 ", out.stdout, re.M)
+    assert {"category", "priority", "valid"} <= set(paired)
+
+    children = children_of(tracking_uri, parent)
+    assert set(children) == set(labels)
+    assert {r.data.params["backend_kind"] for r in children.values()} == {"ollama", "vllm"}
+    assert children["ollama"].data.params["flow_hash"] == children["vllm"].data.params["flow_hash"]

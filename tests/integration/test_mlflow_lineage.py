@@ -88,7 +88,7 @@ def test_an_eval_reads_back_with_its_assessments_prompts_and_flow_version(
             assert a.value is (cases[name][i] == "PASS"), (name, a.value, cases[name][i])
             assert a.source.source_type == "CODE"
         expected = {a.name: a.value for a in trace.info.assessments if a.expectation is not None}
-        assert set(expected) == {"category", "priority"}
+        assert set(expected) == {"expected_category", "expected_priority"}
     linked = client.search_traces(locations=[run.info.experiment_id], run_id=run.info.run_id)
     assert len(linked) == 5
 

@@ -144,6 +144,13 @@ def test_an_eval_run_shows_each_cases_verdict_per_scorer(page: Page, evals: Eval
         assert any(h.split("\n")[0] == scorer for h in headers), headers
     page.get_by_role("row").filter(has_text=next(iter(expected))).wait_for(timeout=60_000)
     assert row_verdicts(page, list(expected)) == expected
+    # Each scorer's header shows its pass rate over the cases (no expectation mixed in),
+    # rounded half up as the page rounds.
+    headers = page.get_by_role("columnheader").all_inner_texts()
+    for i, scorer in enumerate(TRIAGE_SCORERS):
+        [header] = [h for h in headers if h.split("\n")[0] == scorer]
+        rate = int(100 * sum(v[i] for v in expected.values()) / CASES + 0.5)
+        assert re.search(rf"TRUE\s+{rate}%", header, re.IGNORECASE), (scorer, rate, header)
     screenshot(page, "eval-run-assessments")
 
     # One failing case opened: its trace, and the Assessments panel beside it.
@@ -155,7 +162,7 @@ def test_an_eval_run_shows_each_cases_verdict_per_scorer(page: Page, evals: Eval
     drawer.get_by_role("button", name=re.compile("Assess")).first.click()
     drawer.get_by_text(f"Feedback ({len(TRIAGE_SCORERS)})").wait_for(timeout=60_000)
     text = drawer.inner_text()
-    assert "Expectations (2)" in text  # category and priority, from the suite
+    assert "Expectations (2)" in text  # expected_category and expected_priority
     for scorer, verdict in zip(TRIAGE_SCORERS, expected[trace_id], strict=True):
         assert re.search(rf"\n{scorer}\n+{verdict}\n", text), (scorer, verdict, text)
     screenshot(page, "eval-case-assessments")

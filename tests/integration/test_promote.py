@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import sys
 import urllib.request
@@ -25,6 +26,16 @@ from tests.servers import REPO, Server, copy_project, free_port
 pytestmark = pytest.mark.integration
 
 
+# Retrieval and schema validity: the gates this 135M model passes on any three cases.
+SUPPORT_SMOKE = (
+    "flow: ../flows/support_bot.py\ndataset: {file: data/support_bot.jsonl}\n"
+    "scorers: [{name: recall, kind: retrieval_recall, expect: articles, k: 3},"
+    " {name: valid, kind: json_valid}]\n"
+    "gates: {dev: ['recall.mean >= 0.5', 'valid.rate == 1'],"
+    " prod: ['recall.mean >= 0.5', 'valid.rate == 1']}\n"
+)
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_project(tmp_path_factory.mktemp("promote"))
@@ -33,14 +44,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_support_bot_promotes_and_verifies(
     promptlab_cli: CLI, project: Path, tracking_uri: str
 ) -> None:
-    # Retrieval and schema validity: the gates this 135M model passes on any three cases.
-    (project / "evals" / "support_smoke.yaml").write_text(
-        "flow: ../flows/support_bot.py\ndataset: {file: data/support_bot.jsonl}\n"
-        "scorers: [{name: recall, kind: retrieval_recall, expect: articles, k: 3},"
-        " {name: valid, kind: json_valid}]\n"
-        "gates: {dev: ['recall.mean >= 0.5', 'valid.rate == 1'],"
-        " prod: ['recall.mean >= 0.5', 'valid.rate == 1']}\n"
-    )
+    (project / "evals" / "support_smoke.yaml").write_text(SUPPORT_SMOKE)
     out = promptlab_cli(
         "promote",
         "flows/support_bot.py",
@@ -265,3 +269,37 @@ def test_llama_cpp_chatml_vs_the_hf_template_is_caught(
     [support] = asyncio.run(parity.check_templates(bot, dev, prod))
     assert support.status == "warn", support  # its prompt has a system message
     assert "no system message" in support.summary
+
+
+def test_promote_with_no_flow_promotes_support_bot_from_its_dev_profile(
+    promptlab_cli: CLI, tmp_path: Path, tracking_uri: str
+) -> None:
+    """`promptlab promote --to vllm` as the product card writes it: the flow whose suite has
+    prod gates, its dev side where its latest passing dev eval ran (not the default llamacpp).
+    Last in the module: it moves support_bot's staging alias."""
+    project = copy_project(tmp_path)
+    for suite in (project / "evals").glob("*.yaml"):
+        suite.unlink()  # support_bot's is the one suite with prod gates
+    (project / "evals" / "support_bot.yaml").write_text(SUPPORT_SMOKE)
+    config = project / "promptlab.toml"
+    text = config.read_text()
+    assert 'default_backend = "llamacpp"' in text and '[promote]\ndev = "ollama"\n' in text
+    config.write_text(text.replace('[promote]\ndev = "ollama"\n', "[promote]\n"))
+    args = ("--backend", "ollama", "--limit", "3")
+    dev = promptlab_cli("eval", "evals/support_bot.yaml", *args, cwd=project)
+    assert dev.returncode == 0, dev.stdout + dev.stderr[-3000:]
+    found = re.search(r"MLflow run (\w+)", dev.stdout)
+    assert found is not None, dev.stdout
+    dev_run = found.group(1)
+
+    out = promptlab_cli("promote", "--to", "vllm", "--limit", "3", cwd=project)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    why = f"its latest passing dev eval ran there ({dev_run})"
+    assert f"promote support_bot: dev ollama ({why}) -> prod vllm" in out.stderr
+    assert f"dev baseline: passing dev eval {dev_run}" in out.stderr
+    assert "PROMOTED: promptlab.support_bot version" in out.stdout
+    assert "summary:" not in out.stdout  # one flow to promote: no summary
+    mlflow.set_tracking_uri(tracking_uri)
+    version = mlflow.MlflowClient().get_model_version_by_alias("promptlab.support_bot", "staging")
+    assert version.tags["promptlab.dev_run"] == dev_run
+    assert (project / "deploy" / "support_bot" / version.tags["promptlab.version"]).is_dir()

@@ -15,7 +15,7 @@ import pytest
 from promptlab import Agent, Prompt, Tool
 from promptlab.backends import llamacpp
 from promptlab.declare.agent import ToolError
-from promptlab.threads import Lane
+from promptlab.threads import Batcher, Lane
 
 
 def test_a_hung_call_times_out_and_a_call_abandoned_before_it_started_never_runs() -> None:
@@ -129,3 +129,45 @@ def test_llamacpp_stops_generating_when_the_consumer_leaves(
     made = model.made
     time.sleep(0.2)
     assert model.made == made < 1000
+
+
+def test_concurrent_items_are_batched_in_one_thread_and_each_caller_gets_its_own_result() -> None:
+    calls: list[list[int]] = []
+    threads: set[str] = set()
+    release = threading.Event()
+
+    def square(items: list[int]) -> list[int]:
+        threads.add(threading.current_thread().name)
+        calls.append(items)
+        release.wait(5)  # the first call holds the model while the others queue
+        return [i * i for i in items]
+
+    batcher = Batcher("test", square, size=3)
+
+    async def main() -> list[int]:
+        first = asyncio.ensure_future(batcher.run(0))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(batcher.run(i)) for i in range(1, 6)]
+        await asyncio.sleep(0.05)
+        release.set()
+        return await asyncio.gather(first, *rest)
+
+    assert asyncio.run(main()) == [0, 1, 4, 9, 16, 25]
+    assert calls == [[0], [1, 2, 3], [4, 5]]
+    assert len(threads) == 1
+
+
+def test_a_failed_batch_fails_each_of_its_callers_and_the_next_batch_runs() -> None:
+    def fail_on_zero(items: list[int]) -> list[int]:
+        if 0 in items:
+            raise ZeroDivisionError("zero")
+        return items
+
+    batcher = Batcher("test", fail_on_zero, size=4)
+
+    async def main() -> None:
+        with pytest.raises(ZeroDivisionError):
+            await batcher.run(0)
+        assert await batcher.run(7) == 7
+
+    asyncio.run(main())

@@ -45,6 +45,11 @@ def store_of(project: Path) -> MemoryStore:
     return store
 
 
+def eval_qa(capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``promptlab eval evals/qa.yaml`` one case at a time: exit code, stdout, stderr."""
+    return cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+
+
 def run_id_of(out: str) -> str:
     return out.split("MLflow run ")[1].split()[0]
 
@@ -53,7 +58,7 @@ def test_an_eval_is_recorded_as_a_run_with_its_results_gates_traces_and_prompts(
     eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_kind.default_script = ["Paris.", "The Loire."]
-    code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    code, out, err = eval_qa(capsys)
     assert code == 0, err
     store = store_of(eval_project)
     run = store.runs[run_id_of(out)]
@@ -75,7 +80,7 @@ def test_each_case_trace_carries_its_verdicts_and_expectations(
     eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_kind.default_script = ["Paris.", "The Loire."]
-    code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    code, out, err = eval_qa(capsys)
     assert code == 0, err
     store = store_of(eval_project)
     run = store.runs[run_id_of(out)]
@@ -92,7 +97,7 @@ def test_each_case_trace_carries_its_verdicts_and_expectations(
         assert feedback.metadata["promptlab.status"] == status
         assert (expectation.kind, expectation.name, expectation.source) == (
             "expectation",
-            "says",
+            "expected_says",
             "HUMAN",
         )
         seen[case_id] = (feedback.value, expectation.value)
@@ -107,7 +112,7 @@ def test_an_eval_is_linked_to_its_flow_version_and_prompt_versions(
     for flow_text in (TEXT_FLOW, TEXT_FLOW, TEXT_FLOW.replace('"{question}"', '"Q: {question}"')):
         (eval_project / "qa.py").write_text(flow_text)
         fake_kind.default_script = ["Paris.", "Seine."]
-        code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+        code, out, err = eval_qa(capsys)
         assert code == 0, err
         ids.append(run_id_of(out))
     store = store_of(eval_project)
@@ -135,7 +140,7 @@ def test_an_eval_whose_tracking_fails_ends_failed(
 
     monkeypatch.setattr(MemoryStore, "log_trace", refuse)
     fake_kind.default_script = ["Paris.", "Seine."]
-    code, _, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    code, _, err = eval_qa(capsys)
     assert code == 2, err
     assert "error: 2 traces of run run1 were not recorded" in err and "disk full" in err
     [run] = store_of(eval_project).runs.values()
@@ -146,7 +151,7 @@ def test_an_interrupted_eval_ends_killed_with_its_finished_cases_traced(
     eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_kind.default_script = ["Paris.", KeyboardInterrupt()]
-    code, _, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    code, _, err = eval_qa(capsys)
     assert code == 2 and "interrupted: continue with" in err
     store = store_of(eval_project)
     [run] = store.runs.values()
@@ -160,7 +165,7 @@ def test_compare_reads_both_runs_back(
     ids = []
     for script in (["Paris.", "The Loire."], ["Paris.", "The Seine."]):
         fake_kind.default_script = script
-        code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+        code, out, err = eval_qa(capsys)
         assert code == 0, err
         ids.append(run_id_of(out))
     assert len(store_of(eval_project).prompts["qa.answer"]) == 1  # unchanged: one version
@@ -184,7 +189,7 @@ def test_resume_checks_the_run(
         "`promptlab eval` printed"
     )
     fake_kind.default_script = ["Paris.", "Seine."]
-    code, out, _ = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    code, out, _ = eval_qa(capsys)
     run_id = run_id_of(out)
     (eval_project / "qa.py").write_text(TEXT_FLOW + "\n# changed\n")
     code, _, err = cli(capsys, "eval", "evals/qa.yaml", "--resume", run_id)
@@ -196,7 +201,7 @@ def test_an_aborted_eval_ends_killed_and_resumes_to_finished(
     eval_project: Path, fake_kind: type[FakeBackend], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_kind.default_script = ["Paris.", ConnectionError("down")]
-    code, _, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    code, _, err = eval_qa(capsys)
     assert code == 2
     store = store_of(eval_project)
     [run] = store.runs.values()
@@ -233,7 +238,7 @@ def test_a_judge_verdict_names_the_judge_model_as_its_source(
     )
     verdict = '{"verdict": "fail", "reason": "curt"}'
     fake_kind.default_script = ["Paris.", verdict, "Seine.", verdict]
-    code, out, err = cli(capsys, "eval", "evals/qa.yaml", "--concurrency", "1")
+    code, out, err = eval_qa(capsys)
     assert code == 0, err
     store = store_of(eval_project)
     run = store.runs[run_id_of(out)]

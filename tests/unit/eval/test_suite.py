@@ -101,3 +101,15 @@ def test_a_gate_on_an_unknown_scorer_is_refused_at_load(tmp_path: Path) -> None:
     with pytest.raises(SuiteError, match=r"metric: did you mean 'latency'\? \(scorers"):
         load_suite(write(tmp_path, BASE + 'gates: {dev: ["latncy.p95 <= 1"]}\n'))
     assert load_suite(write(tmp_path, BASE + 'gates: {dev: ["s.rate >= 1", "latency.p95 <= 2"]}\n'))
+
+
+def test_prompt_variants_are_checked_when_the_suite_loads(tmp_path: Path) -> None:
+    good = BASE + "variants: {terse: {answer: {system: Be brief., max_tokens: 5}}}\n"
+    assert load_suite(write(tmp_path, good)).variants == {
+        "terse": {"answer": {"system": "Be brief.", "max_tokens": 5}}
+    }
+    typo = BASE + "variants: {terse: {answer: {sytem: Be brief.}}}\n"
+    with pytest.raises(SuiteError, match="no prompt field 'sytem' to override: did you mean"):
+        load_suite(write(tmp_path, typo))
+    with pytest.raises(SuiteError, match="variant name 'a b'"):
+        load_suite(write(tmp_path, BASE + "variants: {a b: {answer: {system: x}}}\n"))

@@ -68,8 +68,9 @@ def test_the_dev_side_is_where_the_latest_passing_dev_eval_ran(flows: Path) -> N
     store = MemoryStore()
     assert dev_profile(settings, store, "qa", "qa") == ("llamacpp", "the default backend")
 
-    def eval_run(backend: str, stage: str, verdict: str) -> str:
+    def eval_run(backend: str, stage: str, verdict: str, variant: str = "") -> str:
         params = {"flow": "qa", "suite": "qa", "stage": stage, "backend": backend}
+        params |= {"prompt_variant": variant} if variant else {}
         run_id = store.start_run("qa", params=params, tags={"promptlab.kind": "eval"})
         store.set_tags(run_id, {f"promptlab.gates.{stage}": verdict})
         store.end_run(run_id)
@@ -78,6 +79,7 @@ def test_the_dev_side_is_where_the_latest_passing_dev_eval_ran(flows: Path) -> N
     passing = eval_run("ollama", "dev", "pass")
     eval_run("llamacpp", "dev", "fail")  # newer, but failing
     eval_run("llamacpp", "prod", "pass")  # newer, but not dev
+    eval_run("llamacpp", "dev", "pass", variant="terse")  # newer, but a prompt variant
     name, why = dev_profile(settings, store, "qa", "qa")
     assert (name, why) == ("ollama", f"its latest passing dev eval ran there ({passing})")
     assert dev_profile(settings, store, "triage", "triage")[0] == "llamacpp"

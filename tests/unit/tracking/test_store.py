@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,6 +127,11 @@ def test_a_prompt_gets_a_version_only_when_it_changes(store: TrackingStore) -> N
     assert store.register_prompt("qa.answer", first, "flow qa", {}) == v1
     second = [{"role": "user", "content": "Q: {question}"}]
     assert store.register_prompt("qa.answer", second, "flow qa", {}) == v1 + 1
+    # Variants alternate texts: each text keeps its one version.
+    assert store.register_prompt("qa.answer", first, "flow qa", {}) == v1
+    assert store.register_prompt("qa.answer", second, "flow qa", {}) == v1 + 1
+    third = [{"role": "user", "content": "Question: {question}"}]
+    assert store.register_prompt("qa.answer", third, "flow qa", {}) == v1 + 2
 
 
 def test_a_trace_is_written_with_its_run(store: TrackingStore) -> None:
@@ -154,14 +161,13 @@ def _result() -> RunResult:
 
 def test_a_trace_keeps_its_verdicts_expectations_and_case(store: TrackingStore) -> None:
     run_id = store.start_run("assessed")
-    trace_id = store.log_trace(_result(), run_id=run_id, tags={"promptlab.case": "a#0"})
     given = [
         Assessment("exact", True, rationale="matches", metadata={"promptlab.status": "PASS"}),
         Assessment("tone", False, source="LLM_JUDGE", source_id="judge-model@dev"),
         Assessment("tone2", None, source="LLM_JUDGE", source_id="j@dev", error="timed out"),
         Assessment("exact", "Paris", kind="expectation", source="HUMAN", source_id="suite"),
     ]
-    store.log_assessments(trace_id, given)
+    [trace_id] = store.log_traces([(_result(), {"promptlab.case": "a#0"}, given)], run_id)
     store.link_traces(run_id, [trace_id])
     got = sorted(store.trace_assessments(trace_id), key=lambda a: (a.kind, a.name))
     assert got == sorted(given, key=lambda a: (a.kind, a.name))
@@ -223,6 +229,28 @@ def test_mlflow_holds_prompts_in_its_own_variable_form(tmp_path: Path) -> None:
     assert prompt.format(q="hi") == [{"role": "user", "content": "hi {x}"}]
 
 
+def test_a_text_registered_meanwhile_by_another_process_keeps_one_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "promptlab.toml").write_text("")
+    store = open_store(load_settings(tmp_path))
+    import mlflow
+
+    client = mlflow.MlflowClient(store.uri)
+    other = client.register_prompt("race.answer", [{"role": "user", "content": "{{q}}"}])
+    looked = []
+    holding = type(store)._version_holding  # type: ignore[attr-defined]
+
+    def late(self: object, name: str, template: object) -> int | None:
+        looked.append(name)  # the first look misses: the other process had not committed yet
+        return None if len(looked) == 1 else holding(self, name, template)
+
+    monkeypatch.setattr(type(store), "_version_holding", late)
+    assert store.register_prompt("race.answer", [{"role": "user", "content": "{q}"}], "m", {}) == 1
+    assert int(other.version) == 1 and len(looked) == 2
+    assert [v.version for v in client.search_prompt_versions("race.answer")] == [1]
+
+
 def test_mlflow_reads_a_logged_table_as_its_own(tmp_path: Path) -> None:
     (tmp_path / "promptlab.toml").write_text("")
     store = open_store(load_settings(tmp_path))
@@ -241,3 +269,129 @@ def test_mlflow_reads_a_logged_table_as_its_own(tmp_path: Path) -> None:
     assert json.loads(run.data.tags["mlflow.loggedArtifacts"]) == [
         {"path": "cases.json", "type": "table"}
     ]
+
+
+def test_traces_written_together_keep_their_spans_tags_and_assessments(
+    store: TrackingStore,
+) -> None:
+    run_id = store.start_run("batched")
+    failed = RunResult(
+        flow="qa",
+        backend="fake",
+        models={"chat": "tiny"},
+        inputs={"question": "y"},
+        spans=[
+            Span(name="qa", kind="CHAIN", inputs={"question": "y"}, start_ns=1, end_ns=9),
+            Span(
+                name="chat",
+                kind="CHAT_MODEL",
+                parent=0,
+                inputs=[{"role": "user", "content": "y"}],
+                attributes={"model": "tiny", "sampling": {"seed": 1}},
+                start_ns=2,
+                end_ns=8,
+                error="timed out",
+            ),
+        ],
+        error="timed out",
+    )
+    verdicts = [
+        [Assessment("exact", True), Assessment("exact", "x", kind="expectation", source="HUMAN")],
+        [Assessment("exact", None, error="timed out")],
+    ]
+    ids = store.log_traces(
+        [
+            (_result(), {"promptlab.case": "a#0"}, verdicts[0]),
+            (failed, {"promptlab.case": "b#0"}, verdicts[1]),
+        ],
+        run_id=run_id,
+        model_id=None,
+    )
+    assert len(set(ids)) == 2
+    store.link_traces(run_id, ids)
+    assert store.run_traces(run_id, "promptlab.case") == {"a#0": ids[0], "b#0": ids[1]}
+    for trace_id, given in zip(ids, verdicts, strict=True):
+        got = sorted(store.trace_assessments(trace_id), key=lambda a: (a.kind, a.name))
+        assert got == sorted(given, key=lambda a: (a.kind, a.name))
+    store.end_run(run_id)
+
+
+def test_a_sqlite_store_commits_in_wal_mode(store: TrackingStore) -> None:
+    if isinstance(store, MemoryStore):
+        pytest.skip("a sqlite file only")
+    path = store.uri.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_mlflow_reads_a_written_trace_back_as_its_tracer_would_have_written_it(
+    store: TrackingStore,
+) -> None:
+    if isinstance(store, MemoryStore):
+        pytest.skip("MLflow's own reading")
+    import mlflow
+
+    run_id = store.start_run("read back")
+    result = _result().model_copy(
+        update={
+            "spans": [
+                Span(
+                    name="qa",
+                    kind="CHAIN",
+                    inputs={"question": "x"},
+                    start_ns=10**15,
+                    end_ns=10**15 + 5 * 10**6,
+                    outputs={"answer": "y"},
+                ),
+                Span(
+                    name="chat",
+                    kind="CHAT_MODEL",
+                    parent=0,
+                    inputs=[{"role": "user", "content": "x"}],
+                    outputs="y",
+                    attributes={"model": "tiny"},
+                    start_ns=10**15 + 1,
+                    end_ns=10**15 + 2,
+                    error="boom",
+                ),
+            ]
+        }
+    )
+    (trace_id,) = store.log_traces([(result, {"promptlab.case": "c#0"}, [])], run_id, "m-1")
+    trace = mlflow.MlflowClient(store.uri).get_trace(trace_id)
+    assert trace.info.state.value == "OK" and trace.info.execution_duration == 5
+    assert trace.info.trace_metadata["mlflow.sourceRun"] == run_id
+    assert trace.info.trace_metadata["mlflow.modelId"] == "m-1"
+    assert trace.info.tags["promptlab.case"] == "c#0" and trace.info.tags["promptlab.flow"] == "qa"
+    assert json.loads(trace.info.request_preview) == {"question": "x"}
+    root, chat = sorted(trace.data.spans, key=lambda s: s.start_time_ns)
+    assert (root.name, root.parent_id, root.span_type) == ("qa", None, "CHAIN")
+    assert root.inputs == {"question": "x"} and root.outputs == {"answer": "y"}
+    assert chat.parent_id == root.span_id and chat.span_type == "CHAT_MODEL"
+    assert chat.status.status_code.value == "ERROR" and chat.get_attribute("error") == "boom"
+    assert chat.get_attribute("model") == "tiny" and chat.outputs == "y"
+    store.end_run(run_id)
+
+
+def test_evals_registering_one_text_at_once_agree_on_one_version(
+    store: TrackingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if isinstance(store, MemoryStore):
+        pytest.skip("MLflow's registry")
+    client: Any = store._client  # type: ignore[attr-defined]
+    register = client.register_prompt
+
+    def racing(**kwargs: Any) -> Any:
+        register(**kwargs)  # another eval registers the same text just before this one
+        return register(**kwargs)
+
+    messages = [{"role": "user", "content": "{q}?"}]
+    monkeypatch.setattr(client, "register_prompt", racing)
+    assert store.register_prompt("race.answer", messages, "m", {}) == 1
+    assert [int(v.version) for v in client.search_prompt_versions("race.answer")] == [1]
+    monkeypatch.setattr(client, "register_prompt", register)
+    assert store.register_prompt("race.answer", messages, "m", {}) == 1
+    changed = [{"role": "user", "content": "{q}!"}]
+    second = store.register_prompt("race.answer", changed, "m", {})
+    assert second > 1  # (MLflow does not reuse the number of the deleted duplicate)
+    assert store.register_prompt("race.answer", messages, "m", {}) == 1  # a revert: its version

@@ -44,7 +44,7 @@ def test_a_store_that_refuses_is_reported_at_close(monkeypatch: pytest.MonkeyPat
         calls.set()
         raise OSError("database is locked")
 
-    monkeypatch.setattr(store, "log_assessments", refuse)
+    monkeypatch.setattr(store, "log_traces", refuse)
     writer = TraceWriter(store, run_id, model_id=None)
     writer.put(_run(), case_key("a", 0), [])
     with pytest.raises(TrackingError, match=r"1 traces of run run1 were not recorded .*locked"):
