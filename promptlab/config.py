@@ -131,6 +131,8 @@ class ServedModel(BaseModel):
     dtype: Name = "auto"
     chat_template: Name | None = None
     tool_call_parser: Name | None = None
+    #: Guided JSON with no free whitespace, which small models otherwise fill until max_tokens.
+    compact_json: bool = True
 
 
 class Launch(BaseModel):

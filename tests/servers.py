@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from promptlab.promote.launch import free_port, stop_group
+from promptlab.promote.lock import COMPACT_JSON
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / ".cache" / "models"
@@ -127,6 +128,8 @@ def start_vllm(
     ]
     if pooling:
         cmd += ["--runner", "pooling"]
+    else:
+        cmd += ["--structured-outputs-config", COMPACT_JSON]  # as promotions serve prod
     if tools:
         cmd += ["--chat-template", str(TOOLS_TEMPLATE), "--enable-auto-tool-choice"]
         cmd += ["--tool-call-parser", TOOL_CALL_PARSER]

@@ -17,7 +17,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from promptlab.config import Promotion, Settings
 from promptlab.declare.flow import Flow
@@ -39,6 +47,11 @@ PACKAGES = (
 )
 
 
+# vLLM's structured outputs with no whitespace between JSON tokens: a small model under the
+# default grammar can fill its token budget with blanks and never close the object.
+COMPACT_JSON = '{"backend": "xgrammar", "disable_any_whitespace": true}'
+
+
 class VllmArgs(BaseModel):
     """The pinned arguments of one vLLM server (one served model)."""
 
@@ -55,6 +68,15 @@ class VllmArgs(BaseModel):
     tool_call_parser: str | None = None
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
+    #: Guided JSON with no free whitespace (vLLM's xgrammar ``disable_any_whitespace``).
+    compact_json: bool = False
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.compact_json:  # locks written before the field keep their hash
+            data.pop("compact_json", None)
+        return data
 
     @property
     def local(self) -> bool:
@@ -78,6 +100,8 @@ class VllmArgs(BaseModel):
         out += ["--tensor-parallel-size", str(self.tensor_parallel_size)]
         if self.runner == "generate":
             out += ["--gpu-memory-utilization", f"{self.gpu_memory_utilization:g}"]
+        if self.runner == "generate" and self.compact_json:
+            out += ["--structured-outputs-config", COMPACT_JSON]
         return out
 
 
@@ -240,6 +264,7 @@ def vllm_args(flow: Flow, settings: Settings) -> dict[str, VllmArgs]:
             dtype=served.dtype,
             chat_template=served.chat_template,
             tool_call_parser=served.tool_call_parser,
+            compact_json=served.compact_json,
             tensor_parallel_size=promotion.tensor_parallel_size,
             gpu_memory_utilization=promotion.gpu_memory_utilization,
         )

@@ -159,3 +159,21 @@ def test_a_flow_file_outside_the_project_cannot_be_promoted(
     suite.write_text(suite.read_text().replace("../flows/support_bot.py", flow))
     with pytest.raises(UserError, match=r"support_bot\.py is outside the project .*move or copy"):
         _lock(project)
+
+
+def test_prod_serves_compact_json_and_older_locks_keep_their_version(project: Path) -> None:
+    lock, *_ = _lock(project)
+    chat = lock.models["chat"].prod
+    assert chat.compact_json
+    argv = chat.argv()
+    flag = argv.index("--structured-outputs-config")
+    assert json.loads(argv[flag + 1]) == {"backend": "xgrammar", "disable_any_whitespace": True}
+    assert "--structured-outputs-config" not in lock.models["embed"].prod.argv()
+    # a lock written before compact_json existed reads back with the same hash (its version)
+    data = json.loads(lock.model_dump_json())
+    for pair in data["models"].values():
+        pair["prod"].pop("compact_json", None)
+    older = type(lock).model_validate(data)
+    assert not older.models["chat"].prod.compact_json
+    assert "compact_json" not in older.model_dump_json()
+    assert "--structured-outputs-config" not in older.models["chat"].prod.argv()
