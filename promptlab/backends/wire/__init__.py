@@ -13,14 +13,16 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import httpx
 from langchain_core.messages import BaseMessage
 
 from promptlab.backends._http import describe_failure
 from promptlab.errors import BackendTimeoutError, BackendUnreachableError, PromptlabError
+
+if TYPE_CHECKING:
+    import aiohttp  # imported on the first request: a cached eval never needs it
 
 Message = dict[str, str]
 OnText = Callable[[str], None]
@@ -136,6 +138,8 @@ class PooledChatClient(ChatClient):
     @asynccontextmanager
     async def post(self, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST ``body`` as JSON; failures below HTTP become promptlab errors."""
+        import aiohttp
+
         if self._session is None:
             self._session = pooled(self.site, self.pool)
         try:
@@ -157,6 +161,8 @@ def pooled(site: Site, pool: int | None) -> aiohttp.ClientSession:
     As with the LangChain clients, ``site.timeout`` bounds the connection and each wait for
     data, not a whole streamed answer.
     """
+    import aiohttp
+
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=pool or 0),
         timeout=aiohttp.ClientTimeout(

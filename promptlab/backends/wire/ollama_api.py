@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from promptlab.backends._http import get_json, post_json
 from promptlab.backends.wire import (
@@ -36,6 +34,9 @@ from promptlab.errors import (
     ToolsUnsupportedError,
 )
 from promptlab.sampling import Sampling
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_NUM_CTX = 2048
 SAMPLING_DEFAULTS: dict[str, Any] = {

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from promptlab.backends._http import get_json
 from promptlab.backends.wire import (
@@ -37,6 +35,9 @@ from promptlab.errors import (
     parse_retry_after,
 )
 from promptlab.sampling import Sampling
+
+if TYPE_CHECKING:
+    import aiohttp
 
 CONTEXT_MARKERS = ("maximum context length", "context length", "too long")
 TOOL_MARKERS = ("tool choice", "tool_choice", "tool-call-parser", "does not support tools")
