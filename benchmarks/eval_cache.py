@@ -5,8 +5,9 @@ the triage flow and suite (44 cases) into a temporary project whose only profile
 (its own ``.promptlab`` state folder and MLflow store), and runs ``promptlab eval
 evals/triage.yaml --json`` three times as subprocesses of this one:
 
-    first:     empty cache: every case calls the model
+    first:     empty cache: every case calls the model (and the tracking agent starts)
     unchanged: the same suite again: every answer comes from the cache
+    in-process: the same, tracking in the command's own process (PROMPTLAB_TRACKING_AGENT=0)
     changed:   one case's ticket text edited: that case alone calls the model
 
 It prints, per run, the model calls (the cache's misses: each miss is one request sent to
@@ -34,6 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from promptlab.tracking.agent import stop_agents  # noqa: E402
 from tests.ollama_server.launch import start_server  # noqa: E402
 from tests.servers import CHAT_GGUF, EMBED_DIR, require  # noqa: E402
 
@@ -109,11 +111,16 @@ def main() -> int:
                 "PROMPTLAB_OLLAMA_URL": server.url,
                 "PROMPTLAB_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
                 "PYTHONPATH": str(REPO),
+                "PROMPTLAB_AGENT_DIR": str(folder / "agents"),  # stopped below
             }
-            first = eval_once(folder, env)
-            unchanged = eval_once(folder, env)
-            changed_id = change_one_case(folder)
-            changed = eval_once(folder, env)
+            try:
+                first = eval_once(folder, env)
+                unchanged = eval_once(folder, env)
+                in_process = eval_once(folder, {**env, "PROMPTLAB_TRACKING_AGENT": "0"})
+                changed_id = change_one_case(folder)
+                changed = eval_once(folder, env)
+            finally:
+                stop_agents(folder / "agents")
     finally:
         server.stop()
     ratio = first["wall_s"] / unchanged["wall_s"]
@@ -122,6 +129,7 @@ def main() -> int:
     for name, run in (
         ("first (empty cache)", first),
         ("unchanged re-run", unchanged),
+        ("unchanged, in-process MLflow", in_process),
         (f"one case changed ({changed_id})", changed),
     ):
         print(f"  {name:<28} {run['calls']:>11} {run['hits']:>10} {run['wall_s']:>8.2f}")
@@ -129,7 +137,13 @@ def main() -> int:
     same = first["scores"] == unchanged["scores"]
     print(f"  unchanged re-run's scores, tokens and error rate equal the first run's: {same}")
     if args.json:
-        figures = {"first": first, "unchanged": unchanged, "changed": changed, "ratio": ratio}
+        figures = {
+            "first": first,
+            "unchanged": unchanged,
+            "in_process": in_process,
+            "changed": changed,
+            "ratio": ratio,
+        }
         args.json.write_text(json.dumps(figures, indent=2))
     ok = (
         first["calls"] == first["cases"]

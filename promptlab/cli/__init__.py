@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(exc)
     found: Command = args.command
     assert found.handler is not None
+    from promptlab.tracking.store import use_agent
+
+    use_agent()  # short commands track through the warm agent (promptlab.tracking.agent)
     try:
         return found.handler(args)
     except PromptlabError as exc:
@@ -75,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        use_agent(False)
 
 
 if __name__ == "__main__":  # pragma: no cover

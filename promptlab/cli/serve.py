@@ -104,6 +104,9 @@ def serve_command(args: argparse.Namespace) -> int:
     from promptlab.serve.launch import launched_backend
     from promptlab.serve.logs import log, log_config
     from promptlab.serve.target import resolve_target
+    from promptlab.tracking.store import use_agent
+
+    use_agent(False)  # a server lives long: it keeps its own tracking store
 
     try:
         config = ServeConfig(

@@ -14,6 +14,7 @@ background thread while cases still run.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -308,25 +309,47 @@ def tracked_run(
     store.end_run(run_id)
 
 
-_stores: dict[tuple[str, str], TrackingStore] = {}
+_stores: dict[tuple[str, str, bool], TrackingStore] = {}
 _opening = threading.Lock()
+_agent = {"on": False}
+
+
+def use_agent(on: bool = True) -> None:
+    """Let :func:`open_store` hand MLflow calls to the tracking agent (the CLI's commands do).
+
+    See :mod:`promptlab.tracking.agent`; ``PROMPTLAB_TRACKING_AGENT=0`` still turns it off.
+    """
+    _agent["on"] = on
+
+
+def _agent_enabled() -> bool:
+    """Whether this process hands MLflow calls to the agent (PROMPTLAB_TRACKING_AGENT=0: no)."""
+    wanted = os.environ.get("PROMPTLAB_TRACKING_AGENT", "1").strip().lower()
+    return _agent["on"] and wanted not in {"0", "false", "no", "off"}
 
 
 def open_store(settings: Settings) -> TrackingStore:
     """The project's tracking store, opened once per process and tracking URI.
 
     A ``memory:`` URI (e.g. ``PROMPTLAB_TRACKING_URI=memory:test``) gives the in-memory store;
-    anything else is handed to MLflow, which is imported only now.
+    anything else is handed to MLflow: in the tracking agent after :func:`use_agent`, else in
+    this process, which imports MLflow only now.
     """
     uri = settings.resolved_tracking_uri
-    key = (uri, settings.experiment)
+    memory = uri.startswith(MEMORY_SCHEME)
+    via_agent = not memory and _agent_enabled()
+    key = (uri, settings.experiment, via_agent)
     with _opening:  # serve's trace thread and a request may open it at once
         store = _stores.get(key)
         if store is None:
-            if uri.startswith(MEMORY_SCHEME):
+            if memory:
                 from promptlab.tracking.memory import MemoryStore
 
                 store = MemoryStore(uri)
+            elif via_agent:
+                from promptlab.tracking.agent import AgentStore
+
+                store = AgentStore(settings)
             else:
                 from promptlab.tracking.mlflow_store import MlflowStore
 

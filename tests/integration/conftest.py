@@ -117,6 +117,29 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tracking_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's tracking agents live in a private runtime folder and stop at its end.
+
+    Commands find the folder through ``XDG_RUNTIME_DIR``, which the tests' environments keep.
+    """
+    from promptlab.tracking.agent import stop_agents
+
+    folder = tmp_path_factory.mktemp("runtime")
+    folder.chmod(0o700)
+    previous = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(folder)
+    try:
+        yield folder / "promptlab"
+    finally:
+        if (folder / "promptlab").is_dir():
+            stop_agents(folder / "promptlab")
+        if previous is None:
+            del os.environ["XDG_RUNTIME_DIR"]
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A fresh MLflow sqlite store for the session."""

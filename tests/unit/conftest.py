@@ -28,6 +28,7 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(ENV_PREFIXES):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("PROMPTLAB_TRACKING_AGENT", "0")  # no agent process behind unit tests
 
 
 @pytest.fixture

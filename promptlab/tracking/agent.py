@@ -1,0 +1,431 @@
+"""The tracking agent: MLflow kept warm between the CLI's short commands.
+
+Importing MLflow and opening its store costs seconds of CPU, more than a cached re-run of a
+whole suite. So the CLI's commands hand their tracking calls to an agent process, as ``dmypy``
+keeps mypy warm: one agent per tracking URI, MLflow environment and promptlab installation,
+started by the first command that needs it, gone after ``PROMPTLAB_TRACKING_AGENT_IDLE_S``
+seconds (default 900) without a client. Every call waits for its answer, so what a command
+tracked is written when the command returns.
+
+``PROMPTLAB_TRACKING_AGENT=0`` tracks in-process instead; ``promptlab serve`` and the Python API
+always do. Sockets, keys and logs live in ``PROMPTLAB_AGENT_DIR`` (default
+``$XDG_RUNTIME_DIR/promptlab``, else ``/tmp/promptlab-agent-UID``), a folder only its owner may
+open; each connection also proves it knows the agent's key.
+
+Run ``python -m promptlab.tracking.agent --stop`` to stop this user's agents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import os
+import pickle
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, is_dataclass
+from multiprocessing.connection import Client, Connection, Listener
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+import promptlab
+from promptlab.config import Settings
+from promptlab.errors import TrackingError, one_line
+from promptlab.runtime.result import RunResult
+from promptlab.tracking.store import TrackingStore
+
+IDLE_S = 900.0
+START_TIMEOUT_S = 120.0
+#: Environment variables that change what MLflow writes where: part of an agent's identity.
+ENV_PREFIXES = ("MLFLOW_", "AWS_", "AZURE_", "GOOGLE_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+#: The store methods an agent runs (every public method of the protocol).
+CALLS = frozenset(
+    name
+    for name, value in vars(TrackingStore).items()
+    if not name.startswith("_") and callable(value)
+)
+
+
+def agent_dir() -> Path:
+    """The private folder of this user's agents (created with mode 0700)."""
+    configured = os.environ.get("PROMPTLAB_AGENT_DIR")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if configured:
+        folder = Path(configured)
+    elif runtime:
+        folder = Path(runtime) / "promptlab"
+    else:
+        folder = Path("/tmp") / f"promptlab-agent-{os.getuid()}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stat = folder.stat()
+    if stat.st_uid != os.getuid() or stat.st_mode & 0o077:
+        raise TrackingError(
+            f"the tracking agent's folder {folder} is not private to this user: remove it, or "
+            "point PROMPTLAB_AGENT_DIR at a folder of yours with mode 0700"
+        )
+    return folder
+
+
+def _relative(uri: str) -> bool:
+    """Whether a tracking URI names a path relative to the working directory."""
+    if uri.startswith("sqlite:///"):
+        return not uri.startswith("sqlite:////")
+    return "://" not in uri and not uri.startswith("file:") and not os.path.isabs(uri)
+
+
+def _code_stamp() -> str:
+    """What changes when promptlab or MLflow is upgraded or edited: their files' sizes and times."""
+    parts = [sys.executable]
+    for root, _, files in os.walk(Path(promptlab.__file__).parent):
+        for name in files:
+            if name.endswith(".py"):
+                stat = os.stat(os.path.join(root, name))
+                parts.append(f"{root}/{name}:{stat.st_mtime_ns}:{stat.st_size}")
+    spec = importlib.util.find_spec("mlflow")
+    if spec is not None and spec.origin:
+        parts.append(f"mlflow:{os.stat(spec.origin).st_mtime_ns}")
+    return "\n".join(sorted(parts))
+
+
+def agent_key(uri: str) -> str:
+    """The name of the agent for ``uri`` in this environment and installation."""
+    parts = [uri, _code_stamp()]
+    parts += sorted(f"{k}={v}" for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIXES))
+    if _relative(uri):
+        parts.append(os.getcwd())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+class AgentStore:
+    """A :class:`~promptlab.tracking.store.TrackingStore` whose calls run in the tracking agent.
+
+    Each thread has its own connection. The agent is started on the first call if none runs.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._uri = settings.resolved_tracking_uri
+        self._folder = agent_dir()
+        self._key = agent_key(self._uri)
+        self._local = threading.local()
+
+    @property
+    def uri(self) -> str:
+        """The tracking URI."""
+        return self._uri
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in CALLS:
+            raise AttributeError(name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._call(name, args, kwargs)
+
+        return call
+
+    def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        conn = self._connection()
+        try:
+            conn.send((name, portable(args), portable(kwargs)))
+            ok, value = conn.recv()
+        except (EOFError, OSError) as exc:
+            self._drop(conn)
+            raise TrackingError(
+                f"the tracking agent of {self._uri} stopped during {name} ({type(exc).__name__}); "
+                f"its log is {self._folder / (self._key + '.log')}: set "
+                "PROMPTLAB_TRACKING_AGENT=0 to track in-process"
+            ) from None
+        except BaseException:  # interrupted mid-call: its reply must not answer the next call
+            self._drop(conn)
+            raise
+        if not ok:
+            raise value
+        return value
+
+    def _drop(self, conn: Connection) -> None:
+        self._local.conn = None
+        conn.close()
+
+    def _connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self._folder, self._key, self._settings)
+            self._local.conn = conn
+        return conn
+
+
+def _paths(folder: Path, key: str) -> dict[str, Path]:
+    return {kind: folder / f"{key}.{kind}" for kind in ("sock", "key", "lock", "log", "pid")}
+
+
+def _open(paths: dict[str, Path], settings: Settings) -> Connection | None:
+    """A connection to a running agent, its store opened; None when no agent answers."""
+    try:
+        conn = Client(str(paths["sock"]), "AF_UNIX", authkey=paths["key"].read_bytes())
+        conn.send(("open", settings))
+        ok, value = conn.recv()
+    except (OSError, EOFError):
+        return None
+    if not ok:
+        conn.close()
+        raise value
+    return conn
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def connect(folder: Path, key: str, settings: Settings) -> Connection:
+    """A connection to agent ``key`` with the project's store open; starts the agent if needed.
+
+    Raises:
+        TrackingError: the agent did not start (its log says why).
+        PromptlabError: the store could not be opened (the same error as in-process).
+    """
+    paths = _paths(folder, key)
+    conn = _open(paths, settings)
+    if conn is not None:
+        return conn
+    with _locked(paths["lock"]):  # one command starts the agent; the others wait for it
+        conn = _open(paths, settings)
+        if conn is not None:
+            return conn
+        process = _spawn(paths, key)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and process.poll() is None:
+            conn = _open(paths, settings)
+            if conn is not None:
+                return conn
+            time.sleep(0.02)
+    tail = paths["log"].read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    raise TrackingError(
+        f"the tracking agent did not start ({one_line(tail[0])[:200]}; log: {paths['log']}): "
+        "set PROMPTLAB_TRACKING_AGENT=0 to track in-process"
+    )
+
+
+#: The agents this process started: kept referenced, since they outlive its commands.
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def _spawn(paths: dict[str, Path], key: str) -> subprocess.Popen[bytes]:
+    paths["sock"].unlink(missing_ok=True)
+    fd = os.open(paths["key"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+    idle = os.environ.get("PROMPTLAB_TRACKING_AGENT_IDLE_S", str(IDLE_S))
+    with paths["log"].open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "promptlab.tracking.agent", "--serve", key, "--idle", idle],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # a Ctrl-C of the command does not reach the agent
+            close_fds=True,
+        )
+    _started.append(process)
+    return process
+
+
+def portable(value: Any) -> Any:
+    """``value`` with run results reduced to data any process can load (no flow classes)."""
+    if isinstance(value, RunResult):
+        copy = value.model_copy(
+            update={
+                "inputs": _plain(value.inputs),
+                "output": _plain(value.output),
+                "spans": [
+                    s.model_copy(
+                        update={
+                            "inputs": _plain(s.inputs),
+                            "outputs": _plain(s.outputs),
+                            "attributes": _plain(s.attributes),
+                        }
+                    )
+                    for s in value.spans
+                ],
+            }
+        )
+        copy._exception = None
+        return copy
+    if isinstance(value, tuple | list):
+        return type(value)(portable(v) for v in value)
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """JSON-like data for a trace: models as their dumps, unknown objects as text."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    return str(value)
+
+
+# --- the agent process ---------------------------------------------------------------------
+
+
+class _Agent:
+    """The agent's state: its stores, one lock each, and its clients for the idle timer."""
+
+    def __init__(self, idle_s: float) -> None:
+        self.idle_s = idle_s
+        self.stores: dict[tuple[str, str], tuple[Any, threading.Lock]] = {}
+        self.opening = threading.Lock()
+        self.clients = 0
+        self.last = time.monotonic()
+        self.count = threading.Lock()
+
+    def store(self, settings: Settings) -> tuple[Any, threading.Lock]:
+        from promptlab.tracking.mlflow_store import MlflowStore
+
+        key = (settings.resolved_tracking_uri, settings.experiment)
+        with self.opening:
+            if key not in self.stores:
+                self.stores[key] = (MlflowStore(settings), threading.Lock())
+            return self.stores[key]
+
+    def serve(self, conn: Connection) -> None:
+        with self.count:
+            self.clients += 1
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+            with self.count:
+                self.clients -= 1
+                self.last = time.monotonic()
+
+    def _serve(self, conn: Connection) -> None:
+        try:
+            _, settings = conn.recv()
+            store, lock = self.store(settings)
+        except EOFError:
+            return
+        except Exception as exc:
+            with contextlib.suppress(OSError):
+                conn.send((False, _sendable(exc)))
+            return
+        conn.send((True, None))
+        while True:
+            try:
+                name, args, kwargs = conn.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                if name not in CALLS:
+                    raise TrackingError(f"the tracking agent has no call {name!r}")
+                with lock:  # one writer per store: sqlite's own rule, and MLflow's globals
+                    value = getattr(store, name)(*args, **kwargs)
+                reply: tuple[bool, Any] = (True, value)
+            except Exception as exc:
+                reply = (False, _sendable(exc))
+            try:
+                conn.send(reply)
+            except OSError:  # the command went away (Ctrl-C) before its answer
+                return
+
+    def idle(self) -> bool:
+        with self.count:
+            return self.clients == 0 and time.monotonic() - self.last > self.idle_s
+
+
+def _sendable(exc: Exception) -> Exception:
+    """``exc`` if the client can load it back, else a TrackingError with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return TrackingError(f"{type(exc).__name__}: {one_line(str(exc))}")
+    return exc
+
+
+def run_agent(key: str, idle_s: float) -> None:
+    """Serve agent ``key`` until it has had no client for ``idle_s`` seconds."""
+    folder = agent_dir()
+    paths = _paths(folder, key)
+    listener = Listener(str(paths["sock"]), "AF_UNIX", authkey=paths["key"].read_bytes())
+    paths["pid"].write_text(str(os.getpid()))
+    from promptlab.tracking.mlflow_store import _import_mlflow
+
+    _import_mlflow()  # warm before the first client asks
+    agent = _Agent(idle_s)
+
+    def watch() -> None:
+        while not agent.idle():
+            time.sleep(min(1.0, idle_s))
+        paths["sock"].unlink(missing_ok=True)  # new commands start a new agent from now on
+        paths["pid"].unlink(missing_ok=True)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+    while True:
+        try:
+            conn = listener.accept()
+        except Exception:  # a client that failed the key check, or went away
+            continue
+        threading.Thread(target=agent.serve, args=(conn,), daemon=True).start()
+
+
+def stop_agents(folder: Path | None = None) -> list[int]:
+    """Stop every agent in ``folder`` (default: this user's); returns their process ids."""
+    folder = folder or agent_dir()
+    stopped = []
+    for pid_file in folder.glob("*.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+            stopped.append(pid)
+        pid_file.unlink(missing_ok=True)
+        pid_file.with_suffix(".sock").unlink(missing_ok=True)
+    for process in list(_started):  # reap the ones this process started
+        if process.pid in stopped or process.poll() is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+                _started.remove(process)
+    return stopped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m promptlab.tracking.agent``: run an agent (as promptlab does), or stop them."""
+    parser = argparse.ArgumentParser(prog="python -m promptlab.tracking.agent")
+    parser.add_argument("--serve", metavar="KEY", help="run agent KEY (started by promptlab)")
+    parser.add_argument("--idle", type=float, default=IDLE_S, help="seconds idle before exit")
+    parser.add_argument("--stop", action="store_true", help="stop this user's agents")
+    args = parser.parse_args(argv)
+    if args.stop:
+        stopped = stop_agents()
+        print(f"stopped {len(stopped)} tracking agent(s)")
+        return 0
+    if not args.serve:
+        parser.error("give --serve KEY or --stop")
+    run_agent(args.serve, args.idle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
