@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 
 import mlflow
 import pytest
@@ -61,14 +62,23 @@ def children_of(tracking_uri: str, parent_id: str) -> dict[str, mlflow.entities.
     return {r.data.tags["promptlab.variant"]: r for r in runs}
 
 
-def side_by_side_table(stdout: str, labels: list[str]) -> tuple[str, dict[str, list[str]]]:
-    """The parent run id and the metric rows of the side-by-side report."""
-    lines = stdout.splitlines()
+def checked_report(
+    out: subprocess.CompletedProcess[str], labels: list[str]
+) -> tuple[str, dict[str, list[str]]]:
+    """The parent run id and metric rows of a two-variant report of 4 cases, its shape checked:
+    a column per variant, and the second's paired deltas against the first."""
+    assert out.returncode in (0, 1), out.stderr
+    print(out.stdout)
+    lines = out.stdout.splitlines()
     parent = lines[0].rsplit(" ", 1)[1]
     header = next(line for line in lines if line.strip().startswith("metric"))
     assert header.split() == ["metric", *labels]
     at = lines.index(header)
     rows = {line.split()[0]: line.split()[1:] for line in lines[at + 1 : lines.index("", at)]}
+    assert all(len(rows[m]) == 2 for m in ("category.rate", "priority.rate", "valid.rate"))
+    assert f"{labels[1]} vs {labels[0]} (paired over shared cases):" in out.stdout
+    paired = re.findall(r"^  (\w+) +[\d.]+ -> [\d.]+  delta [-+][\d.]+ .* n=4 ", out.stdout, re.M)
+    assert {"category", "priority", "valid"} <= set(paired)
     return parent, rows
 
 
@@ -80,15 +90,8 @@ def test_two_prompt_variants_side_by_side_link_their_prompt_versions(
     cli = make_cli(env)
     labels = ["ollama", "ollama@terse"]
     args = ["--variant", labels[0], "--variant", labels[1], "--limit", "4"]
-    out = cli("eval", "evals/triage.yaml", *args)
-    assert out.returncode in (0, 1), out.stderr
-    print(out.stdout)
-    parent, rows = side_by_side_table(out.stdout, labels)
-    assert {"category.rate", "priority.rate", "valid.rate", "cache.misses"} <= set(rows)
-    assert all(len(rows[m]) == 2 for m in ("category.rate", "priority.rate", "valid.rate"))
-    assert "ollama@terse vs ollama (paired over shared cases):" in out.stdout
-    paired = re.findall(r"^  (\w+) +[\d.]+ -> [\d.]+  delta [-+][\d.]+ .* n=4 ", out.stdout, re.M)
-    assert {"category", "priority", "valid"} <= set(paired)
+    parent, rows = checked_report(cli("eval", "evals/triage.yaml", *args), labels)
+    assert "cache.misses" in rows
 
     children = children_of(tracking_uri, parent)
     assert set(children) == set(labels)
@@ -113,16 +116,8 @@ def test_two_prompt_variants_side_by_side_link_their_prompt_versions(
 def test_ollama_and_vllm_side_by_side(backend_env: dict[str, str], tracking_uri: str) -> None:
     cli = make_cli(backend_env)
     labels = ["ollama", "vllm"]
-    out = cli(
-        "eval", "evals/triage.yaml", "--variant", "ollama", "--variant", "vllm", "--limit", "4"
-    )
-    assert out.returncode in (0, 1), out.stderr
-    print(out.stdout)
-    parent, rows = side_by_side_table(out.stdout, labels)
-    assert all(len(rows[m]) == 2 for m in ("category.rate", "priority.rate", "valid.rate"))
-    assert "vllm vs ollama (paired over shared cases):" in out.stdout
-    paired = re.findall(r"^  (\w+) +[\d.]+ -> [\d.]+  delta [-+][\d.]+ .* n=4 ", out.stdout, re.M)
-    assert {"category", "priority", "valid"} <= set(paired)
+    args = ["--variant", "ollama", "--variant", "vllm", "--limit", "4"]
+    parent, _ = checked_report(cli("eval", "evals/triage.yaml", *args), labels)
 
     children = children_of(tracking_uri, parent)
     assert set(children) == set(labels)
