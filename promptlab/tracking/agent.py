@@ -85,7 +85,7 @@ def _relative(uri: str) -> bool:
 
 def _code_stamp() -> str:
     """What changes when promptlab or MLflow is upgraded or edited: their files' sizes and times."""
-    parts = [sys.executable]
+    parts = [sys.prefix, sys.version]  # the environment, however its python was spelt
     for root, _, files in os.walk(Path(promptlab.__file__).parent):
         for name in files:
             if name.endswith(".py"):
@@ -106,6 +106,10 @@ def agent_key(uri: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
+class AgentUnavailable(TrackingError):
+    """No tracking agent could be started (the command then tracks in its own process)."""
+
+
 class AgentStore:
     """A :class:`~promptlab.tracking.store.TrackingStore` whose calls run in the tracking agent.
 
@@ -118,6 +122,8 @@ class AgentStore:
         self._folder = agent_dir()
         self._key = agent_key(self._uri)
         self._local = threading.local()
+        self._fallback: TrackingStore | None = None
+        self._falling_back = threading.Lock()
 
     @property
     def uri(self) -> str:
@@ -134,7 +140,10 @@ class AgentStore:
         return call
 
     def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        conn = self._connection()
+        try:
+            conn = self._connection()
+        except AgentUnavailable as exc:
+            return getattr(self._in_process(exc), name)(*args, **kwargs)
         try:
             conn.send((name, portable(args), portable(kwargs)))
             ok, value = conn.recv()
@@ -152,11 +161,23 @@ class AgentStore:
             raise value
         return value
 
+    def _in_process(self, why: AgentUnavailable) -> TrackingStore:
+        """This process's own store, when no agent could start (said once, on stderr)."""
+        with self._falling_back:
+            if self._fallback is None:
+                from promptlab.tracking.mlflow_store import MlflowStore
+
+                print(f"warning: {why}; tracking in this process instead", file=sys.stderr)
+                self._fallback = MlflowStore(self._settings)
+            return self._fallback
+
     def _drop(self, conn: Connection) -> None:
         self._local.conn = None
         conn.close()
 
     def _connection(self) -> Connection:
+        if self._fallback is not None:
+            raise AgentUnavailable("the tracking agent did not start")
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self._folder, self._key, self._settings)
@@ -196,7 +217,7 @@ def connect(folder: Path, key: str, settings: Settings) -> Connection:
     """A connection to agent ``key`` with the project's store open; starts the agent if needed.
 
     Raises:
-        TrackingError: the agent did not start (its log says why).
+        AgentUnavailable: the agent did not start (its log says why).
         PromptlabError: the store could not be opened (the same error as in-process).
     """
     paths = _paths(folder, key)
@@ -215,9 +236,8 @@ def connect(folder: Path, key: str, settings: Settings) -> Connection:
                 return conn
             time.sleep(0.02)
     tail = paths["log"].read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-    raise TrackingError(
-        f"the tracking agent did not start ({one_line(tail[0])[:200]}; log: {paths['log']}): "
-        "set PROMPTLAB_TRACKING_AGENT=0 to track in-process"
+    raise AgentUnavailable(
+        f"the tracking agent did not start ({one_line(tail[0])[:200]}; log: {paths['log']})"
     )
 
 
@@ -350,9 +370,11 @@ class _Agent:
             except OSError:  # the command went away (Ctrl-C) before its answer
                 return
 
-    def idle(self) -> bool:
+    def idle(self, outdated: bool = False) -> bool:
+        """No client, and none for ``idle_s`` (or at all, once a newer promptlab is installed)."""
         with self.count:
-            return self.clients == 0 and time.monotonic() - self.last > self.idle_s
+            quiet = time.monotonic() - self.last > (0 if outdated else self.idle_s)
+            return self.clients == 0 and quiet
 
 
 def _sendable(exc: Exception) -> Exception:
@@ -375,9 +397,15 @@ def run_agent(key: str, idle_s: float) -> None:
     _import_mlflow()  # warm before the first client asks
     agent = _Agent(idle_s)
 
+    stamp = _code_stamp()
+
     def watch() -> None:
-        while not agent.idle():
+        checked = time.monotonic()
+        outdated = False
+        while not agent.idle(outdated):
             time.sleep(min(1.0, idle_s))
+            if not outdated and time.monotonic() - checked > 10:
+                outdated, checked = _code_stamp() != stamp, time.monotonic()
         paths["sock"].unlink(missing_ok=True)  # new commands start a new agent from now on
         paths["pid"].unlink(missing_ok=True)
         os._exit(0)

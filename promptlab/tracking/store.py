@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -325,7 +326,9 @@ def use_agent(on: bool = True) -> None:
 def _agent_enabled() -> bool:
     """Whether this process hands MLflow calls to the agent (PROMPTLAB_TRACKING_AGENT=0: no)."""
     wanted = os.environ.get("PROMPTLAB_TRACKING_AGENT", "1").strip().lower()
-    return _agent["on"] and wanted not in {"0", "false", "no", "off"}
+    if not _agent["on"] or wanted in {"0", "false", "no", "off"}:
+        return False
+    return find_spec("mlflow") is not None  # without it, in-process says what to install
 
 
 def open_store(settings: Settings) -> TrackingStore:

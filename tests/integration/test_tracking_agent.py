@@ -129,3 +129,16 @@ def test_an_idle_agent_exits(
     store._local.conn.close()  # the command ends
     assert process.wait(timeout=30) == 0
     assert not list(runtime.glob("*.sock"))
+
+
+def test_a_command_tracks_in_process_when_no_agent_can_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / ("x" * 100)  # its socket's path is longer than Unix allows
+    folder.mkdir(mode=0o700)
+    monkeypatch.setenv("PROMPTLAB_AGENT_DIR", str(folder))
+    store = AgentStore(settings(tmp_path))
+    run_id = store.start_run("no agent")
+    store.end_run(run_id)
+    assert "tracking in this process instead" in capfd.readouterr().err
+    assert MlflowStore(settings(tmp_path)).get_run(run_id).status == "FINISHED"  # type: ignore[union-attr]

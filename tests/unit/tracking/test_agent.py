@@ -72,6 +72,11 @@ def test_only_the_cli_uses_the_agent_and_never_for_memory(
         store = open_store(Settings(root=tmp_path, tracking_uri=f"sqlite:///{tmp_path}/x.db"))
         assert isinstance(store, agent.AgentStore)  # nothing started until its first call
         assert not list((tmp_path / "agents").glob("*.pid"))
+        found = store_module.find_spec
+        monkeypatch.setattr(store_module, "find_spec", lambda name: None)
+        assert not store_module._agent_enabled()  # no MLflow: in-process says what to install
+        monkeypatch.setattr(store_module, "find_spec", found)
+        assert store_module._agent_enabled()
         monkeypatch.setenv("PROMPTLAB_TRACKING_AGENT", "0")
         assert not store_module._agent_enabled()
     finally:
