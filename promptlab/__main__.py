@@ -1,7 +1,5 @@
 """``python -m promptlab``."""
 
-import sys
+from promptlab.cli import run
 
-from promptlab.cli import main
-
-sys.exit(main())
+run()

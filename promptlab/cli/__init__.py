@@ -8,9 +8,13 @@ errors into one line and an exit code.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
 import sys
+import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from promptlab import __version__
 from promptlab.cli.command import COMMANDS, Command
@@ -82,5 +86,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         use_agent(False)
 
 
+def run() -> NoReturn:
+    """The ``promptlab`` command: :func:`main`, then an exit that skips Python's teardown.
+
+    Tearing down what a command imported (LangChain, the OpenAI SDK, pydantic's schemas) takes
+    about half a second after the work is done. So once other threads have finished (as at a
+    normal exit), the exit handlers have run and the output is flushed, the process ends at once.
+    """
+    code = main()
+    # what interpreter exit does first: stop the thread pools, wait for non-daemon threads
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # e.g. `promptlab ... | head` closed the pipe
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
