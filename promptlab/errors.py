@@ -33,6 +33,8 @@ PromptlabError
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
@@ -92,6 +94,20 @@ class MissingDependencyError(PromptlabError):
         super().__init__(f"{package} is not installed: run `pip install 'promptlab[{extra}]'`")
         self.package = package
         self.extra = extra
+
+
+@contextmanager
+def requires(package: str, extra: str) -> Iterator[None]:
+    """Imports inside the block that fail raise :class:`MissingDependencyError` instead.
+
+    Example:
+        >>> with requires("langchain-openai", "openai"):
+        ...     from langchain_openai import ChatOpenAI  # doctest: +SKIP
+    """
+    try:
+        yield
+    except ImportError as exc:
+        raise MissingDependencyError(package, extra) from exc
 
 
 class BackendError(PromptlabError):

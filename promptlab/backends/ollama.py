@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+from langchain_core.messages import AIMessage
 
 from promptlab.backends._http import describe_failure
 from promptlab.backends.base import Backend, Probe
 from promptlab.backends.chat_templates import Rendered, is_jinja, render_jinja
 from promptlab.backends.wire import ChatClient, Message, Site, ollama_api
-from promptlab.errors import ContextWindowError, MissingDependencyError, PromptlabError
+from promptlab.errors import ContextWindowError, PromptlabError, requires
 from promptlab.sampling import Sampling
 
-try:
-    import ollama
+if TYPE_CHECKING:
     from langchain_ollama import ChatOllama, OllamaEmbeddings
-except ImportError as exc:  # pragma: no cover - depends on the install
-    raise MissingDependencyError("langchain-ollama", "ollama") from exc
-
-from langchain_core.messages import AIMessage
 
 DEFAULT_NUM_CTX = ollama_api.DEFAULT_NUM_CTX
 
@@ -65,6 +62,9 @@ class OllamaBackend(Backend):
         self, logical: str, sampling: Sampling, json_schema: dict[str, Any] | None = None
     ) -> ChatOllama:
         """ChatOllama with :func:`ollama_api.options` (the fast path's own options)."""
+        with requires("langchain-ollama", "ollama"):  # imported for the first model only
+            from langchain_ollama import ChatOllama
+
         opts = ollama_api.options(sampling, self.num_ctx(logical))
         return ChatOllama(
             model=self.spec(logical).label,
@@ -87,6 +87,9 @@ class OllamaBackend(Backend):
 
     def embeddings(self, logical: str) -> OllamaEmbeddings:
         """OllamaEmbeddings on ``/api/embed``."""
+        with requires("langchain-ollama", "ollama"):
+            from langchain_ollama import OllamaEmbeddings
+
         return OllamaEmbeddings(
             model=self.spec(logical).label,
             base_url=self.url(logical),
@@ -132,7 +135,8 @@ class OllamaBackend(Backend):
             return site.timeout_error()
         if isinstance(exc, ConnectionError | httpx.TransportError):
             return site.unreachable_error()
-        if isinstance(exc, ollama.ResponseError):
+        ollama = sys.modules.get("ollama")  # imported with its chat model, if one was made
+        if ollama is not None and isinstance(exc, ollama.ResponseError):
             return ollama_api.status_error(site, exc.status_code, str(exc.error))
         return None
 

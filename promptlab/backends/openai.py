@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 from pydantic import SecretStr
@@ -11,14 +12,11 @@ from pydantic import SecretStr
 from promptlab.backends._http import bearer, describe_failure, get_json
 from promptlab.backends.base import Backend, Probe
 from promptlab.backends.wire import ChatClient, Site, openai_chat
-from promptlab.errors import MissingDependencyError, PromptlabError
+from promptlab.errors import PromptlabError, requires
 from promptlab.sampling import Sampling
 
-try:
-    import openai
-    from langchain_openai import ChatOpenAI, OpenAIEmbeddings
-except ImportError as exc:  # pragma: no cover - depends on the install
-    raise MissingDependencyError("langchain-openai", "openai") from exc
+if TYPE_CHECKING:
+    from langchain_openai import ChatOpenAI
 
 
 class OpenAIBackend(Backend):
@@ -53,7 +51,15 @@ class OpenAIBackend(Backend):
     def chat_model(
         self, logical: str, sampling: Sampling, json_schema: dict[str, Any] | None = None
     ) -> ChatOpenAI:
-        """ChatOpenAI sending :func:`openai_chat.request_fields` (the fast path's own body)."""
+        """ChatOpenAI sending :func:`openai_chat.request_fields` (the fast path's own body).
+
+        langchain-openai and the OpenAI SDK (half a second of imports) are imported only now:
+        the fast path and a cached eval never need them.
+        """
+        with requires("langchain-openai", "openai"):
+            import openai
+            from langchain_openai import ChatOpenAI
+
         return ChatOpenAI(
             model=self.spec(logical).label,
             base_url=self.url(logical),
@@ -80,6 +86,9 @@ class OpenAIBackend(Backend):
 
     def embeddings(self, logical: str) -> Embeddings:
         """OpenAIEmbeddings on ``/embeddings``, sending plain strings (no tiktoken)."""
+        with requires("langchain-openai", "openai"):
+            from langchain_openai import OpenAIEmbeddings
+
         return OpenAIEmbeddings(
             model=self.spec(logical).label,
             openai_api_base=self.url(logical),
@@ -114,6 +123,9 @@ class OpenAIBackend(Backend):
     async def translate(self, exc: BaseException, logical: str) -> PromptlabError | None:
         """Map openai-SDK exceptions to promptlab errors (as the wire module maps HTTP)."""
         site = self.site(logical)
+        openai = sys.modules.get("openai")  # imported with its chat model, if one was made
+        if openai is None:
+            return None
         if isinstance(exc, openai.APITimeoutError):
             return site.timeout_error()
         if isinstance(exc, openai.APIConnectionError):

@@ -207,6 +207,8 @@ class Runner:
                     group.create_task(one(case, repeat))
         except* EvalAborted as errors:
             raise errors.exceptions[0] from None
+        finally:
+            await self.executor.aclose()  # the fast path's connection pools, of this loop
 
     def _count(self, backend_failed: bool, run: RunResult) -> None:
         """Trip the breaker after ``breaker`` backend failures in a row."""

@@ -194,7 +194,10 @@ def _run(
     todo = [(c, r) for r in range(repeats) for c in cases if (c.id, r) not in finished]
     total = len(cases) * repeats
     runner = Runner(
-        executor=Executor(flow, backend, models.settings.state_dir, cache=cache),
+        # plain chat calls through the backend's raw client, as `promptlab serve` makes them
+        executor=Executor(
+            flow, backend, models.settings.state_dir, cache=cache, fast_pool=concurrency
+        ),
         scorers=scorers,
         journal=journal,
         models=models,
