@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, is_dataclass
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,7 @@ def _open(paths: dict[str, Path], settings: Settings) -> Connection | None:
         conn = Client(str(paths["sock"]), "AF_UNIX", authkey=paths["key"].read_bytes())
         conn.send(("open", settings))
         ok, value = conn.recv()
-    except (OSError, EOFError):
+    except (OSError, EOFError, AuthenticationError):  # none, gone, or one a new key replaced
         return None
     if not ok:
         conn.close()
