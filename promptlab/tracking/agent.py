@@ -141,6 +141,8 @@ class AgentStore:
         return call
 
     def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self._fallback is not None:
+            return getattr(self._fallback, name)(*args, **kwargs)
         try:
             conn = self._connection()
         except AgentUnavailable as exc:
@@ -177,8 +179,6 @@ class AgentStore:
         conn.close()
 
     def _connection(self) -> Connection:
-        if self._fallback is not None:
-            raise AgentUnavailable("the tracking agent did not start")
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self._folder, self._key, self._settings)
