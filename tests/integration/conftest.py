@@ -14,6 +14,7 @@ Nothing is skipped: a missing model or venv fails with the command that fixes it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -117,27 +118,29 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def tracking_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The session's tracking agents live in a private runtime folder and stop at its end.
+@contextlib.contextmanager
+def private_agents(folder: Path) -> Iterator[Path]:
+    """Tracking agents started meanwhile live in ``folder`` (mode 0700) and stop at the end.
 
     Commands find the folder through ``XDG_RUNTIME_DIR``, which the tests' environments keep.
     """
     from promptlab.tracking.agent import stop_agents
 
-    folder = tmp_path_factory.mktemp("runtime")
     folder.chmod(0o700)
-    previous = os.environ.get("XDG_RUNTIME_DIR")
-    os.environ["XDG_RUNTIME_DIR"] = str(folder)
-    try:
-        yield folder / "promptlab"
-    finally:
-        if (folder / "promptlab").is_dir():
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_RUNTIME_DIR", str(folder))
+        env.delenv("PROMPTLAB_AGENT_DIR", raising=False)
+        try:
+            yield folder / "promptlab"
+        finally:
             stop_agents(folder / "promptlab")
-        if previous is None:
-            del os.environ["XDG_RUNTIME_DIR"]
-        else:
-            os.environ["XDG_RUNTIME_DIR"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracking_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's tracking agents, in a private runtime folder, stopped at its end."""
+    with private_agents(tmp_path_factory.mktemp("runtime")) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")

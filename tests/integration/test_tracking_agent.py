@@ -20,19 +20,14 @@ from promptlab.tracking import agent
 from promptlab.tracking.agent import AgentStore
 from promptlab.tracking.mlflow_store import MlflowStore
 from promptlab.tracking.store import Assessment
+from tests.integration.conftest import private_agents
 
 
 @pytest.fixture
-def runtime(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A private agent folder of this test; its agents are stopped at the end."""
-    folder = tmp_path_factory.mktemp("rt")
-    folder.chmod(0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
-    monkeypatch.delenv("PROMPTLAB_AGENT_DIR", raising=False)
-    yield folder / "promptlab"
-    agent.stop_agents(folder / "promptlab")
+    with private_agents(tmp_path_factory.mktemp("rt")) as folder:
+        yield folder
 
 
 def settings(tmp_path: Path) -> Settings:
