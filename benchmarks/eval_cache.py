@@ -35,7 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from promptlab.tracking.agent import stop_agents  # noqa: E402
+from promptlab.daemons import stop_all  # noqa: E402
 from tests.ollama_server.launch import start_server  # noqa: E402
 from tests.servers import CHAT_GGUF, EMBED_DIR, require  # noqa: E402
 
@@ -120,7 +120,7 @@ def main() -> int:
                 changed_id = change_one_case(folder)
                 changed = eval_once(folder, env)
             finally:
-                stop_agents(folder / "agents")
+                stop_all(folder / "agents")
     finally:
         server.stop()
     ratio = first["wall_s"] / unchanged["wall_s"]

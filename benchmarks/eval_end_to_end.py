@@ -57,7 +57,7 @@ from eval_throughput import (  # noqa: E402
     setup,
 )
 
-from promptlab.tracking.agent import stop_agents  # noqa: E402
+from promptlab.daemons import stop_all  # noqa: E402
 
 GOALS = {44: 0.85, 440: 0.95}
 PROJECT_TOML = """\
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 figures = bench(url, uri, sizes, args.rounds, Path(tmp))
             finally:
-                stop_agents(Path(tmp) / "agents")
+                stop_all(Path(tmp) / "agents")
     except CannotRunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -89,20 +89,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> NoReturn:
     """The ``promptlab`` command: :func:`main`, then an exit that skips Python's teardown.
 
-    Tearing down what a command imported (LangChain, the OpenAI SDK, pydantic's schemas) takes
-    about half a second after the work is done. So once other threads have finished (as at a
-    normal exit), the exit handlers have run and the output is flushed, the process ends at once.
+    Short commands run in a child of the warm runner (:mod:`promptlab.cli.warm`), which has
+    promptlab and LangChain imported already. Tearing down what a command imported (LangChain,
+    the OpenAI SDK, pydantic's schemas) takes about half a second after the work is done: so
+    once :func:`finish` has run, the process ends at once.
     """
-    code = main()
-    # what interpreter exit does first: stop the thread pools, wait for non-daemon threads
+    from promptlab.cli.warm import run_warm
+
+    code = run_warm(sys.argv[1:])
+    if code is None:
+        code = main()
+    finish()
+    os._exit(code)
+
+
+def finish() -> None:
+    """What exit does before Python's teardown: wait for threads, run exit handlers, flush."""
     shutdown = getattr(threading, "_shutdown", None)
-    if shutdown is not None:
+    if shutdown is not None:  # stop the thread pools, wait for non-daemon threads
         shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # e.g. `promptlab ... | head` closed the pipe
             stream.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

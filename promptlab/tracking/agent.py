@@ -8,29 +8,24 @@ seconds (default 900) without a client. Every call waits for its answer, so what
 tracked is written when the command returns.
 
 ``PROMPTLAB_TRACKING_AGENT=0`` tracks in-process instead; ``promptlab serve`` and the Python API
-always do. Sockets, keys and logs live in ``PROMPTLAB_AGENT_DIR`` (default
-``$XDG_RUNTIME_DIR/promptlab``, else ``/tmp/promptlab-agent-UID``), a folder only its owner may
-open; each connection also proves it knows the agent's key.
-
-Run ``python -m promptlab.tracking.agent --stop`` to stop this user's agents.
+always do. Its socket, key and log live in the helpers' private folder (:mod:`promptlab.daemons`);
+each connection also proves it knows the agent's key.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import os
 import pickle
 import secrets
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
@@ -40,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel
 
 import promptlab
+from promptlab import daemons
 from promptlab.config import Settings
 from promptlab.errors import TrackingError, one_line
 from promptlab.runtime.result import RunResult
@@ -55,26 +51,6 @@ CALLS = frozenset(
     for name, value in vars(TrackingStore).items()
     if not name.startswith("_") and callable(value)
 )
-
-
-def agent_dir() -> Path:
-    """The private folder of this user's agents (created with mode 0700)."""
-    configured = os.environ.get("PROMPTLAB_AGENT_DIR")
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if configured:
-        folder = Path(configured)
-    elif runtime:
-        folder = Path(runtime) / "promptlab"
-    else:
-        folder = Path("/tmp") / f"promptlab-agent-{os.getuid()}"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stat = folder.stat()
-    if stat.st_uid != os.getuid() or stat.st_mode & 0o077:
-        raise TrackingError(
-            f"the tracking agent's folder {folder} is not private to this user: remove it, or "
-            "point PROMPTLAB_AGENT_DIR at a folder of yours with mode 0700"
-        )
-    return folder
 
 
 def _relative(uri: str) -> bool:
@@ -120,7 +96,7 @@ class AgentStore:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._uri = settings.resolved_tracking_uri
-        self._folder = agent_dir()
+        self._folder = daemons.folder()
         self._key = agent_key(self._uri)
         self._local = threading.local()
         self._fallback: TrackingStore | None = None
@@ -186,14 +162,10 @@ class AgentStore:
         return conn
 
 
-def _paths(folder: Path, key: str) -> dict[str, Path]:
-    return {kind: folder / f"{key}.{kind}" for kind in ("sock", "key", "lock", "log", "pid")}
-
-
-def _open(paths: dict[str, Path], settings: Settings) -> Connection | None:
+def _open(files: daemons.Files, settings: Settings) -> Connection | None:
     """A connection to a running agent, its store opened; None when no agent answers."""
     try:
-        conn = Client(str(paths["sock"]), "AF_UNIX", authkey=paths["key"].read_bytes())
+        conn = Client(str(files.sock), "AF_UNIX", authkey=files.key.read_bytes())
         conn.send(("open", settings))
         ok, value = conn.recv()
     except (OSError, EOFError, AuthenticationError):  # none, gone, or one a new key replaced
@@ -204,16 +176,6 @@ def _open(paths: dict[str, Path], settings: Settings) -> Connection | None:
     return conn
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def connect(folder: Path, key: str, settings: Settings) -> Connection:
     """A connection to agent ``key`` with the project's store open; starts the agent if needed.
 
@@ -221,48 +183,34 @@ def connect(folder: Path, key: str, settings: Settings) -> Connection:
         AgentUnavailable: the agent did not start (its log says why).
         PromptlabError: the store could not be opened (the same error as in-process).
     """
-    paths = _paths(folder, key)
-    conn = _open(paths, settings)
+    files = daemons.Files.of(folder, key)
+    conn = _open(files, settings)
     if conn is not None:
         return conn
-    with _locked(paths["lock"]):  # one command starts the agent; the others wait for it
-        conn = _open(paths, settings)
+    with daemons.locked(files.lock):  # one command starts the agent; the others wait for it
+        conn = _open(files, settings)
         if conn is not None:
             return conn
-        process = _spawn(paths, key)
+        process = _spawn(files, key)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and process.poll() is None:
-            conn = _open(paths, settings)
+            conn = _open(files, settings)
             if conn is not None:
                 return conn
             time.sleep(0.02)
-    tail = paths["log"].read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    tail = files.log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
     raise AgentUnavailable(
-        f"the tracking agent did not start ({one_line(tail[0])[:200]}; log: {paths['log']})"
+        f"the tracking agent did not start ({one_line(tail[0])[:200]}; log: {files.log})"
     )
 
 
-#: The agents this process started: kept referenced, since they outlive its commands.
-_started: list[subprocess.Popen[bytes]] = []
-
-
-def _spawn(paths: dict[str, Path], key: str) -> subprocess.Popen[bytes]:
-    paths["sock"].unlink(missing_ok=True)
-    fd = os.open(paths["key"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _spawn(files: daemons.Files, key: str) -> subprocess.Popen[bytes]:
+    fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(secrets.token_bytes(32))
     idle = os.environ.get("PROMPTLAB_TRACKING_AGENT_IDLE_S", str(IDLE_S))
-    with paths["log"].open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "promptlab.tracking.agent", "--serve", key, "--idle", idle],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,  # a Ctrl-C of the command does not reach the agent
-            close_fds=True,
-        )
-    _started.append(process)
-    return process
+    argv = [sys.executable, "-m", "promptlab.tracking.agent", "--serve", key, "--idle", idle]
+    return daemons.spawn(argv, files)
 
 
 def portable(value: Any) -> Any:
@@ -389,10 +337,9 @@ def _sendable(exc: Exception) -> Exception:
 
 def run_agent(key: str, idle_s: float) -> None:
     """Serve agent ``key`` until it has had no client for ``idle_s`` seconds."""
-    folder = agent_dir()
-    paths = _paths(folder, key)
-    listener = Listener(str(paths["sock"]), "AF_UNIX", authkey=paths["key"].read_bytes())
-    paths["pid"].write_text(str(os.getpid()))
+    files = daemons.Files.of(daemons.folder(), key)
+    listener = Listener(str(files.sock), "AF_UNIX", authkey=files.key.read_bytes())
+    files.pid.write_text(str(os.getpid()))
     from promptlab.tracking.mlflow_store import _import_mlflow
 
     _import_mlflow()  # warm before the first client asks
@@ -407,8 +354,8 @@ def run_agent(key: str, idle_s: float) -> None:
             time.sleep(min(1.0, idle_s))
             if not outdated and time.monotonic() - checked > 10:
                 outdated, checked = _code_stamp() != stamp, time.monotonic()
-        paths["sock"].unlink(missing_ok=True)  # new commands start a new agent from now on
-        paths["pid"].unlink(missing_ok=True)
+        files.sock.unlink(missing_ok=True)  # new commands start a new agent from now on
+        files.pid.unlink(missing_ok=True)
         os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -420,38 +367,12 @@ def run_agent(key: str, idle_s: float) -> None:
         threading.Thread(target=agent.serve, args=(conn,), daemon=True).start()
 
 
-def stop_agents(folder: Path | None = None) -> list[int]:
-    """Stop every agent in ``folder`` (default: this user's); returns their process ids."""
-    folder = folder or agent_dir()
-    stopped = []
-    for pid_file in folder.glob("*.pid"):
-        with contextlib.suppress(ValueError, OSError):
-            pid = int(pid_file.read_text())
-            os.kill(pid, signal.SIGTERM)
-            stopped.append(pid)
-        pid_file.unlink(missing_ok=True)
-        pid_file.with_suffix(".sock").unlink(missing_ok=True)
-    for process in list(_started):  # reap the ones this process started
-        if process.pid in stopped or process.poll() is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-                _started.remove(process)
-    return stopped
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m promptlab.tracking.agent``: run an agent (as promptlab does), or stop them."""
+    """``python -m promptlab.tracking.agent --serve KEY``: run an agent, as promptlab does."""
     parser = argparse.ArgumentParser(prog="python -m promptlab.tracking.agent")
-    parser.add_argument("--serve", metavar="KEY", help="run agent KEY (started by promptlab)")
+    parser.add_argument("--serve", metavar="KEY", required=True, help="the agent's key")
     parser.add_argument("--idle", type=float, default=IDLE_S, help="seconds idle before exit")
-    parser.add_argument("--stop", action="store_true", help="stop this user's agents")
     args = parser.parse_args(argv)
-    if args.stop:
-        stopped = stop_agents()
-        print(f"stopped {len(stopped)} tracking agent(s)")
-        return 0
-    if not args.serve:
-        parser.error("give --serve KEY or --stop")
     run_agent(args.serve, args.idle)
     return 0
 

@@ -124,7 +124,7 @@ def private_agents(folder: Path) -> Iterator[Path]:
 
     Commands find the folder through ``XDG_RUNTIME_DIR``, which the tests' environments keep.
     """
-    from promptlab.tracking.agent import stop_agents
+    from promptlab.daemons import stop_all
 
     folder.chmod(0o700)
     with pytest.MonkeyPatch.context() as env:
@@ -133,7 +133,7 @@ def private_agents(folder: Path) -> Iterator[Path]:
         try:
             yield folder / "promptlab"
         finally:
-            stop_agents(folder / "promptlab")
+            stop_all(folder / "promptlab")
 
 
 @pytest.fixture(scope="session", autouse=True)

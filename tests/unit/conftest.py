@@ -28,7 +28,8 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(ENV_PREFIXES):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("PROMPTLAB_TRACKING_AGENT", "0")  # no agent process behind unit tests
+    monkeypatch.setenv("PROMPTLAB_TRACKING_AGENT", "0")  # no helper process behind unit tests
+    monkeypatch.setenv("PROMPTLAB_WARM", "0")
 
 
 @pytest.fixture

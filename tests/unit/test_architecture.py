@@ -3,7 +3,7 @@
 Layers, lowest first (a module may import its own package and lower layers only; the packages
 of one layer do not import each other)::
 
-    errors -> config, hashing, registry, text -> backends -> rag -> declare -> runtime
+    errors -> config, daemons, hashing, registry, text -> backends -> rag -> declare -> runtime
            -> eval, testing -> bench -> tracking -> promote -> serve -> cli, pytest_plugin
 
 Every import counts: at module level, inside functions and under ``TYPE_CHECKING``. The
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("config", "hashing", "registry", "sampling", "text", "threads"),
+    ("config", "daemons", "hashing", "registry", "sampling", "text", "threads"),
     ("backends",),
     ("rag",),
     ("declare",),
