@@ -5,10 +5,13 @@ the triage flow and suite (44 cases) into a temporary project whose only profile
 (its own ``.promptlab`` state folder and MLflow store), and runs ``promptlab eval
 evals/triage.yaml --json`` three times as subprocesses of this one:
 
-    first:     empty cache: every case calls the model (and the tracking agent starts)
-    unchanged: the same suite again: every answer comes from the cache
-    in-process: the same, tracking in the command's own process (PROMPTLAB_TRACKING_AGENT=0)
-    changed:   one case's ticket text edited: that case alone calls the model
+    first:       empty cache: every case calls the model (the tracking agent and the warm
+                 command runner start)
+    unchanged:   the same suite again: every answer comes from the cache
+    own process: the same, in the command's own process (PROMPTLAB_WARM=0: imports and all)
+    in-process:  the same, also tracking in the command's own process
+                 (PROMPTLAB_TRACKING_AGENT=0 too: MLflow imported and its store opened)
+    changed:     one case's ticket text edited: that case alone calls the model
 
 It prints, per run, the model calls (the cache's misses: each miss is one request sent to
 the server), the hits, the wall time of the whole command (MLflow logging included), and the
@@ -116,7 +119,10 @@ def main() -> int:
             try:
                 first = eval_once(folder, env)
                 unchanged = eval_once(folder, env)
-                in_process = eval_once(folder, {**env, "PROMPTLAB_TRACKING_AGENT": "0"})
+                own = eval_once(folder, {**env, "PROMPTLAB_WARM": "0"})
+                in_process = eval_once(
+                    folder, {**env, "PROMPTLAB_WARM": "0", "PROMPTLAB_TRACKING_AGENT": "0"}
+                )
                 changed_id = change_one_case(folder)
                 changed = eval_once(folder, env)
             finally:
@@ -129,7 +135,8 @@ def main() -> int:
     for name, run in (
         ("first (empty cache)", first),
         ("unchanged re-run", unchanged),
-        ("unchanged, in-process MLflow", in_process),
+        ("unchanged, own process", own),
+        ("unchanged, MLflow in-process too", in_process),
         (f"one case changed ({changed_id})", changed),
     ):
         print(f"  {name:<28} {run['calls']:>11} {run['hits']:>10} {run['wall_s']:>8.2f}")
@@ -140,6 +147,7 @@ def main() -> int:
         figures = {
             "first": first,
             "unchanged": unchanged,
+            "own_process": own,
             "in_process": in_process,
             "changed": changed,
             "ratio": ratio,

@@ -16,10 +16,12 @@ ids suffixed) against one vLLM server:
                them), timed in-process, at the concurrency promptlab chose (its run's
                ``concurrency`` param).
 
-The warm-up run starts the tracking agent (promptlab.tracking.agent), which the timed runs
-find warm, as a developer's second command does; its wall time is printed too. Rounds
-alternate the order of the sides. It prints each side's median cases/s per size and the
-ratio promptlab / bare (goals: >= 0.85 at 44 cases, >= 0.95 at 440).
+The warm-up run starts the tracking agent (promptlab.tracking.agent) and the warm command
+runner (promptlab.cli.warm), which the timed runs find warm, as a developer's second command
+does; its wall time is printed too. A third side, ``own process``, runs the same command with
+``PROMPTLAB_WARM=0`` (imports and all in the command's own process, the agent still warm).
+Rounds alternate the order of the sides. It prints each side's median cases/s per size and
+the ratio promptlab / bare (goals: >= 0.85 at 44 cases, >= 0.95 at 440).
 
 With ``--server``, promptlab tracks to ``mlflow server`` on PostgreSQL with its artifact proxy
 (started as the integration tests start it, tests/servers.py) instead of the sqlite file.
@@ -60,6 +62,7 @@ from eval_throughput import (  # noqa: E402
 from promptlab.daemons import stop_all  # noqa: E402
 
 GOALS = {44: 0.85, 440: 0.95}
+SIDES = ("bare", "promptlab", "own process")
 PROJECT_TOML = """\
 default_backend = "vllm"
 
@@ -129,11 +132,14 @@ def write_project(folder: Path, url: str, sizes: list[int]) -> dict[int, Path]:
     return suites
 
 
-def run_promptlab(suite: Path, project: Path, uri: str, url: str) -> tuple[float, dict[str, Any]]:
+def run_promptlab(
+    suite: Path, project: Path, uri: str, url: str, warm: bool = True
+) -> tuple[float, dict[str, Any]]:
     """Wall seconds of ``promptlab eval`` from process start to exit, and its summary."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMPTLAB_", "MLFLOW_"))}
     env |= {"PROMPTLAB_TRACKING_URI": uri, "PROMPTLAB_VLLM_URL": url, "PYTHONPATH": str(REPO)}
-    env["PROMPTLAB_AGENT_DIR"] = str(project.parent / "agents")  # the warm-up starts the agent
+    env["PROMPTLAB_AGENT_DIR"] = str(project.parent / "agents")  # the warm-up starts them
+    env["PROMPTLAB_WARM"] = "1" if warm else "0"
     cmd = [sys.executable, "-m", "promptlab", "eval", str(suite), "--backend", "vllm", "--json"]
     cmd.append("--no-cache")  # every case calls the model, as the bare side's requests do
     start = time.perf_counter()
@@ -225,8 +231,8 @@ def bench(url: str, uri: str, sizes: list[int], rounds: int, tmp: Path) -> dict[
     scorers = len(shared.suite.scorers)
     base = [shared.bodies[c.id] for c in shared.cases]
     # Warm-up: the server's first requests, and MLflow's schema created in the store.
-    first_wall, warm = run_promptlab(suites[sizes[0]], project, uri, url)
-    concurrency = concurrency_of(uri, warm["run_id"])
+    first_wall, warmup = run_promptlab(suites[sizes[0]], project, uri, url)
+    concurrency = concurrency_of(uri, warmup["run_id"])
     warm_bodies = list(zip([c.id for c in shared.cases], base, strict=True))
     run_bare(url, warm_bodies, concurrency, timeout)
     figures: dict[str, Any] = {
@@ -238,25 +244,26 @@ def bench(url: str, uri: str, sizes: list[int], rounds: int, tmp: Path) -> dict[
     }
     for size in sizes:
         bodies = [(f"{i}", base[i % len(base)]) for i in range(size)]
-        walls: dict[str, list[float]] = {"promptlab": [], "bare": []}
+        walls: dict[str, list[float]] = {side: [] for side in SIDES}
         checks = []
         for round_ in range(rounds):
-            for side in ("bare", "promptlab") if round_ % 2 == 0 else ("promptlab", "bare"):
+            for side in SIDES if round_ % 2 == 0 else SIDES[::-1]:
                 if side == "bare":
                     wall, ok = run_bare(url, bodies, concurrency, timeout)
                     if ok != size:
                         raise CannotRunError(f"bare: {size - ok} of {size} requests failed")
                 else:
-                    wall, summary = run_promptlab(suites[size], project, uri, url)
+                    warm = side == "promptlab"
+                    wall, summary = run_promptlab(suites[size], project, uri, url, warm)
                     checks.append(check_tracked(uri, summary["run_id"], size, scorers))
                 walls[side].append(wall)
                 print(f"  {size} cases, round {round_}, {side}: {wall:.2f} s", file=sys.stderr)
         rate = {side: size / statistics.median(w) for side, w in walls.items()}
-        ratio = rate["promptlab"] / rate["bare"]
         figures["sizes"][str(size)] = {
             "wall_s": walls,
             "cases_per_s": rate,
-            "ratio": ratio,
+            "ratio": rate["promptlab"] / rate["bare"],
+            "ratio_own_process": rate["own process"] / rate["bare"],
             "goal": GOALS.get(size),
             "tracked": checks,
         }
@@ -264,18 +271,22 @@ def bench(url: str, uri: str, sizes: list[int], rounds: int, tmp: Path) -> dict[
         f"\neval end to end on {url}, tracking to {figures['tracking']}, concurrency "
         f"{concurrency}, median of {rounds} rounds"
     )
-    print(f"  {'cases':>6} {'promptlab eval':>15} {'bare httpx':>11} {'ratio':>6} {'goal':>5}")
+    print(
+        f"  {'cases':>6} {'promptlab eval':>15} {'bare httpx':>11} {'ratio':>6} {'goal':>5}"
+        f"   {'own process':>12} {'ratio':>6}"
+    )
     for size, row in figures["sizes"].items():
         goal = row["goal"]
+        rate = row["cases_per_s"]
         print(
-            f"  {size:>6} {row['cases_per_s']['promptlab']:>10.2f} c/s "
-            f"{row['cases_per_s']['bare']:>6.2f} c/s {row['ratio']:>6.3f} "
-            + (f"{goal:>5}" if goal else "")
+            f"  {size:>6} {rate['promptlab']:>10.2f} c/s {rate['bare']:>6.2f} c/s "
+            f"{row['ratio']:>6.3f} {goal or '':>5}   {rate['own process']:>8.2f} c/s "
+            f"{row['ratio_own_process']:>6.3f}"
         )
         print(f"         tracked: {row['tracked'][-1]}")
     print(
-        f"  (the timed commands found the tracking agent warm; the warm-up, {sizes[0]} cases, "
-        f"started it: {first_wall:.2f} s)"
+        f"  (the timed commands found the tracking agent and the warm runner up; the warm-up, "
+        f"{sizes[0]} cases, started them: {first_wall:.2f} s; own process: PROMPTLAB_WARM=0)"
     )
     return figures
 
