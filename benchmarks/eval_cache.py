@@ -131,7 +131,7 @@ def main() -> int:
         server.stop()
     ratio = first["wall_s"] / unchanged["wall_s"]
     print(f"triage suite ({first['cases']} cases) on the Ollama-API test server ({server.url})")
-    print(f"  {'run':<28} {'model calls':>11} {'cache hits':>10} {'wall s':>8}")
+    print(f"  {'run':<32} {'model calls':>11} {'cache hits':>10} {'wall s':>8}")
     for name, run in (
         ("first (empty cache)", first),
         ("unchanged re-run", unchanged),
@@ -139,7 +139,7 @@ def main() -> int:
         ("unchanged, MLflow in-process too", in_process),
         (f"one case changed ({changed_id})", changed),
     ):
-        print(f"  {name:<28} {run['calls']:>11} {run['hits']:>10} {run['wall_s']:>8.2f}")
+        print(f"  {name:<32} {run['calls']:>11} {run['hits']:>10} {run['wall_s']:>8.2f}")
     print(f"  wall-time ratio first / unchanged: {ratio:.1f}x (goal >= 20x)")
     same = first["scores"] == unchanged["scores"]
     print(f"  unchanged re-run's scores, tokens and error rate equal the first run's: {same}")

@@ -207,8 +207,8 @@ class _NullRecorder:
     def start(self, name: str, params: dict[str, Any], resume: str | None) -> str:
         return f"pytest-{uuid.uuid4().hex[:12]}"
 
-    def register_prompts(self, run_id: str, flow: Flow, flow_hash: str) -> dict[str, int]:
-        return {}
+    def register_prompts(self, run_id: str, flow: Flow, flow_hash: str) -> None:
+        return None
 
     def record_case(self, run_id: str, case: Case, result: CaseResult, run: RunResult) -> None:
         return None

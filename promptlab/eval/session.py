@@ -64,8 +64,8 @@ class Recorder(Protocol):
         """Open a run with these params, or reopen ``resume``; returns the run id."""
         ...
 
-    def register_prompts(self, run_id: str, flow: Flow, flow_hash: str) -> dict[str, int]:
-        """Record the flow's prompts as the ones the run uses; returns prompt name -> version."""
+    def register_prompts(self, run_id: str, flow: Flow, flow_hash: str) -> None:
+        """Record the flow's prompts as the ones the run uses (by the time the run ends)."""
         ...
 
     def record_case(self, run_id: str, case: Case, result: CaseResult, run: RunResult) -> None:

@@ -191,11 +191,15 @@ class EvalRecorder:
             with contextlib.suppress(TrackingError):  # the run ends anyway, with its own error
                 writer.close()
 
-    def register_prompts(self, run_id: str, flow: Flow, flow_hash: str) -> dict[str, int]:
+    def register_prompts(self, run_id: str, flow: Flow, flow_hash: str) -> None:
         """Register each prompt of the flow and link the versions to the run and its flow version.
 
-        A prompt whose text did not change keeps its latest version. Returns name -> version.
+        A prompt whose text did not change keeps its latest version. Written in the background
+        with the run's traces, while its cases run; :meth:`finish` waits for it.
         """
+        self._writers[run_id].call(lambda: self._register_prompts(run_id, flow, flow_hash))
+
+    def _register_prompts(self, run_id: str, flow: Flow, flow_hash: str) -> dict[str, int]:
         versions: dict[str, int] = {}
         for prompt in flow.prompts:
             name = f"{flow.name}.{prompt.name}"

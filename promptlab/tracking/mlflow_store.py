@@ -21,6 +21,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from promptlab.tracking.prompts import from_mlflow, to_mlflow
 from promptlab.tracking.store import Assessment, ModelInfo, RunInfo, RunStatus, TraceRecord
 
 MODEL_TAG = "promptlab.model_id"
+#: The most requests a batch of traces sends a tracking server at once.
+PARALLEL_REQUESTS = 8
 MODEL_VERSIONS = "mlflow.modelVersions"
 LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
 ENVIRONMENT = {
@@ -354,19 +357,23 @@ class MlflowStore:
 
         Each trace is one ``start_trace`` (its info, tags, metadata and assessments in one
         transaction), and the spans of all of them one ``log_spans``: the calls MLflow's own
-        exporter makes, without its per-span writes and its per-assessment transactions.
+        exporter makes, without its per-span writes and its per-assessment transactions. A
+        tracking server gets up to :data:`PARALLEL_REQUESTS` of the ``start_trace`` requests at
+        once, as MLflow's own exporter sends them from its worker threads.
         """
         tracing = self._tracing_client()
-        ids: list[str] = []
-        spans: list[Any] = []
-        for result, tags, assessments in traces:
-            info, trace_spans = self._trace(result, run_id, model_id, tags, assessments)
-            tracing.start_trace(info)
-            ids.append(str(info.trace_id))
-            spans += trace_spans
+        built = [self._trace(r, run_id, model_id, tags, a) for r, tags, a in traces]
+        infos = [info for info, _ in built]
+        if self._uri.startswith(("http://", "https://")) and len(infos) > 1:
+            with ThreadPoolExecutor(min(PARALLEL_REQUESTS, len(infos))) as pool:
+                list(pool.map(tracing.start_trace, infos))
+        else:
+            for info in infos:
+                tracing.start_trace(info)
+        spans = [span for _, trace_spans in built for span in trace_spans]
         if spans:
             tracing.log_spans(self.experiment_id, spans)
-        return ids
+        return [str(info.trace_id) for info in infos]
 
     def _environment(self) -> dict[str, str]:
         """The metadata MLflow's tracer gives every trace of the process (user, source, git)."""

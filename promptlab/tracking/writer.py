@@ -1,15 +1,16 @@
 """Traces written in the background while an eval runs: the tracking store off the critical path.
 
 The eval loop hands each finished case to :meth:`TraceWriter.put` (it never blocks); one thread
-writes the traces and their assessments, and lists each batch of traces among the run's.
-:meth:`TraceWriter.close` waits until everything queued is written.
+writes the traces and their assessments, and lists each batch of traces among the run's. Other
+writes of the run that nothing waits for (its prompt versions) are queued with
+:meth:`TraceWriter.call`. :meth:`TraceWriter.close` waits until everything queued is written.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from promptlab.errors import TrackingError, one_line
 from promptlab.runtime.result import RunResult
@@ -20,6 +21,7 @@ CASE_TAG = "promptlab.case"
 BATCH = 64
 
 _Item = tuple[RunResult, str, Sequence[Assessment]]
+_Call = Callable[[], object]
 
 
 def case_key(case_id: str, repeat: int) -> str:
@@ -43,8 +45,9 @@ class TraceWriter:
         self.model_id = model_id
         #: case key -> trace id, for the traces written so far
         self.written: dict[str, str] = {}
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | _Call | None] = queue.SimpleQueue()
         self._errors: list[BaseException] = []
+        self._failed_calls = 0
         self._thread = threading.Thread(target=self._loop, name="trace-writer", daemon=True)
         self._thread.start()
 
@@ -52,19 +55,24 @@ class TraceWriter:
         """Queue a case's trace and its assessments."""
         self._queue.put((run, key, assessments))
 
+    def call(self, job: _Call) -> None:
+        """Queue another write of the run (``job()``), made in order with the traces."""
+        self._queue.put(job)
+
     def close(self) -> dict[str, str]:
         """Write what is queued, stop the thread; returns case key -> trace id.
 
         Raises:
-            TrackingError: some traces could not be written.
+            TrackingError: some traces (or another queued write) could not be written.
         """
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
         if self._errors:
             first = self._errors[0]
+            what = f"{len(self._errors)} traces" if self._failed_calls == 0 else "some writes"
             raise TrackingError(
-                f"{len(self._errors)} traces of run {self.run_id} were not recorded in "
+                f"{what} of run {self.run_id} were not recorded in "
                 f"{self.store.uri} ({type(first).__name__}: {one_line(str(first))[:200]}): "
                 "check that the tracking store is reachable and writable"
             )
@@ -78,11 +86,26 @@ class TraceWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            items = [item for item in batch if item is not None]
-            if items:
-                self._write(items)
-            if len(items) < len(batch):
-                return
+            traces: list[_Item] = []
+            for item in batch:
+                if isinstance(item, tuple):
+                    traces.append(item)
+                    continue
+                if traces:
+                    self._write(traces)
+                    traces = []
+                if item is None:
+                    return
+                self._call(item)
+            if traces:
+                self._write(traces)
+
+    def _call(self, job: _Call) -> None:
+        try:
+            job()
+        except Exception as exc:
+            self._errors.append(exc)
+            self._failed_calls += 1
 
     def _write(self, items: Sequence[_Item]) -> None:
         """Write a batch of traces with their assessments, and list them among the run's."""

@@ -50,3 +50,21 @@ def test_a_store_that_refuses_is_reported_at_close(monkeypatch: pytest.MonkeyPat
     with pytest.raises(TrackingError, match=r"1 traces of run run1 were not recorded .*locked"):
         writer.close()
     assert calls.is_set()
+
+
+def test_other_writes_run_in_order_with_the_traces_and_their_failure_is_reported() -> None:
+    store = MemoryStore()
+    run_id = store.start_run("eval")
+    writer = TraceWriter(store, run_id, model_id=None)
+    seen: list[int] = []
+    writer.call(lambda: seen.append(len(store.traces)))
+    writer.put(_run(), case_key("a", 0), [])
+    writer.call(lambda: seen.append(len(store.traces)))
+    assert len(writer.close()) == 1 and seen == [0, 1]
+
+    failing = TraceWriter(store, run_id, model_id=None)
+    failing.put(_run(), case_key("b", 0), [])
+    failing.call(lambda: 1 / 0)
+    with pytest.raises(TrackingError, match=r"some writes of run run1 were not recorded .*Zero"):
+        failing.close()
+    assert len(store.runs[run_id].traces) == 2  # the traces were written
