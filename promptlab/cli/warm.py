@@ -7,8 +7,9 @@ a process that imported all of it once and forks a child per command. The child 
 command's arguments, working directory, environment, umask, signal dispositions and standard
 streams (the file descriptors themselves, so terminals, pipes and files behave as usual), runs
 the command and sends back its exit code. The command forwards the signals it gets (Ctrl-C
-included) to the child and dies of a signal its child died of; if the command is killed, its
-child is killed too.
+included) to the child and dies of a signal its child died of; Ctrl-Z stops both, and if the
+command is killed, its child is killed too. Linux only (elsewhere every command runs in its own
+process).
 
 There is one runner per interpreter, its flags, ``PYTHON*`` variables, import path and
 promptlab installation. The first command that finds none starts one in the background and
@@ -130,6 +131,8 @@ def run_warm(argv: Sequence[str]) -> int | None:
     """Run ``promptlab ARGV`` in the warm runner: its exit code, or None to run it here."""
     if os.environ.get("PROMPTLAB_WARM", "1") == "0" or not argv or argv[0] not in WARM_COMMANDS:
         return None
+    if sys.platform != "linux":  # it relies on fork, SO_PEERCRED and descriptor passing
+        return None
     try:
         files = daemons.Files.of(daemons.folder(), runner_key())
         request = _request()
@@ -192,9 +195,20 @@ def _hand_over(sock: socket.socket, request: bytes) -> int | None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
 
-    forwarded = [s for s in FORWARDED if signal.getsignal(s) != signal.SIG_IGN]
-    for signum in forwarded:
-        signal.signal(signum, forward)
+    def suspend(signum: int, _: FrameType | None) -> None:  # Ctrl-Z: stop the child too
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGSTOP)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # this process stops here, until it is continued
+        signal.signal(signum, suspend)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGCONT)
+
+    for signum in FORWARDED:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, forward)
+    if signal.getsignal(signal.SIGTSTP) != signal.SIG_IGN:
+        signal.signal(signal.SIGTSTP, suspend)
     try:
         return _read_int(sock)
     except (OSError, EOFError):

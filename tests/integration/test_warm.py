@@ -238,6 +238,36 @@ def test_a_signal_reaches_the_child_and_ends_the_command_as_it_would_end_it(
     assert gone(child["pid"])
 
 
+def state(pid: int) -> str:
+    """The process's state letter (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def wait_for_state(pid: int, wanted: str, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while (state(pid) == "T") != (wanted == "T") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return (state(pid) == "T") == (wanted == "T")
+
+
+def test_suspending_the_command_suspends_its_child(
+    runtime: Path, project: Path, tmp_path: Path
+) -> None:
+    command(project, *RUN)
+    runner_pid(runtime)
+    suspended = start(project, *RUN, PROBE=str(tmp_path / "stop.json"), PROBE_SLEEP="60")
+    child = probe(tmp_path / "stop.json")["pid"]
+    try:
+        suspended.send_signal(signal.SIGTSTP)  # Ctrl-Z
+        assert wait_for_state(suspended.pid, "T") and wait_for_state(child, "T")
+        suspended.send_signal(signal.SIGCONT)  # fg
+        assert wait_for_state(suspended.pid, "S") and wait_for_state(child, "S")
+    finally:
+        suspended.send_signal(signal.SIGINT)
+        suspended.communicate(timeout=30)
+    assert suspended.returncode == 130
+
+
 def test_a_killed_command_takes_its_child_with_it(
     runtime: Path, project: Path, tmp_path: Path
 ) -> None:
