@@ -26,7 +26,9 @@ def arguments(run: argparse.ArgumentParser) -> None:
     given.add_argument(
         "--input", metavar="JSON", help='input as a JSON object, e.g. \'{"q": "hi"}\''
     )
-    given.add_argument("--input-file", metavar="PATH", help="input from a JSON file")
+    given.add_argument(
+        "--input-file", metavar="PATH", help="input from a JSON file (- reads standard input)"
+    )
     run.add_argument(
         "-i",
         dest="pairs",
@@ -59,10 +61,12 @@ def parse_inputs(args: argparse.Namespace) -> dict[str, Any]:
     data: Any = {}
     if args.input is not None:
         data = _json_object(args.input, "--input")
+    elif args.input_file == "-":
+        data = _json_object(sys.stdin.read(), "--input-file - (standard input)")
     elif args.input_file is not None:
         path = Path(args.input_file)
-        if not path.is_file():
-            raise InputError(f"--input-file {path} not found: give a JSON file")
+        if not path.exists() or path.is_dir():  # a file, a pipe or /dev/stdin
+            raise InputError(f"--input-file {path} not found: give a JSON file, or - for stdin")
         data = _json_object(path.read_text(), f"--input-file {path}")
     for pair in args.pairs:
         key, sep, value = pair.partition("=")

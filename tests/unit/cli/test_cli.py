@@ -42,6 +42,11 @@ def test_input_file(tmp_path: Path) -> None:
     assert inputs("--input-file", str(path)) == {"question": "from a file"}
 
 
+def test_input_file_from_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"question": "piped"}'))
+    assert inputs("--input-file", "-") == {"question": "piped"}
+
+
 def test_pairs() -> None:
     assert inputs("-i", "question=Where is NH-1?", "-i", "history=") == {
         "question": "Where is NH-1?",
