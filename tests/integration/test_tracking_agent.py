@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from promptlab import daemons
 from promptlab.config import Settings
 from promptlab.errors import TrackingError
 from promptlab.runtime.result import RunResult, Span
-from promptlab.tracking import agent
 from promptlab.tracking.agent import AgentStore
 from promptlab.tracking.mlflow_store import MlflowStore
 from promptlab.tracking.store import Assessment
@@ -120,7 +120,7 @@ def test_an_idle_agent_exits(
     monkeypatch.setenv("PROMPTLAB_TRACKING_AGENT_IDLE_S", "1")
     store = AgentStore(settings(tmp_path))
     store.start_run("short")
-    (process,) = [p for p in agent._started if p.pid == agent_pid(runtime)]
+    (process,) = [p for p in daemons._started if p.pid == agent_pid(runtime)]
     store._local.conn.close()  # the command ends
     assert process.wait(timeout=30) == 0
     assert not list(runtime.glob("*.sock"))

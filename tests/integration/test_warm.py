@@ -91,6 +91,9 @@ def start(project: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # its own process group, as a shell's job, with this process as its parent in the same
+        # session: the kernel stops it on Ctrl-Z (it ignores that in an orphaned group)
+        process_group=0,
     )
 
 
