@@ -112,16 +112,23 @@ def loaded_files() -> dict[str, int]:
     files = {}
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if not path or (path.startswith(stdlib) and not path.startswith(packages)):
-            continue
-        try:
-            files[path] = os.stat(path).st_mtime_ns
-        except OSError:
-            files[path] = -1
+        if path and not (path.startswith(stdlib) and not path.startswith(packages)):
+            files[path] = _mtime(path)
     for folder in sys.path:
-        with contextlib.suppress(OSError):
-            files[folder] = os.stat(folder).st_mtime_ns
+        files[folder] = _mtime(folder)
     return files
+
+
+def _changed(loaded: dict[str, int]) -> bool:
+    """Whether any file or folder of :func:`loaded_files` changed (appeared, went) since."""
+    return any(_mtime(path) != stamp for path, stamp in loaded.items())
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
 
 
 # --- the command's side --------------------------------------------------------------------
@@ -225,13 +232,7 @@ def _hand_over(sock: socket.socket, request: bytes) -> int | None:
 
 
 def _read_int(sock: socket.socket) -> int:
-    data = b""
-    while len(data) < _INT.size:
-        chunk = sock.recv(_INT.size - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    value: int = _INT.unpack(data)[0]
+    value: int = _INT.unpack(_read_exact(sock, _INT.size))[0]
     return value
 
 
@@ -291,12 +292,12 @@ def serve(key: str, idle_s: float) -> None:
             ready, _, _ = select.select([listener], [], [], min(CHECK_S, idle_s))
             if ready:
                 conn, _ = listener.accept()
-                if loaded_files() != loaded:
+                if _changed(loaded):
                     declined = conn
                     return
                 _fork(conn, listener, lock)
                 last = time.monotonic()
-            elif time.monotonic() - last > idle_s or loaded_files() != loaded:
+            elif time.monotonic() - last > idle_s or _changed(loaded):
                 return
     finally:
         files.sock.unlink(missing_ok=True)  # new commands start a new runner from now on
