@@ -149,6 +149,21 @@ def gone(pid: int, timeout: float = 30) -> bool:
     return not alive(pid)
 
 
+def warm_runner(runtime: Path, project: Path) -> int:
+    """The process id of a runner, started by a first command of ``project``."""
+    command(project, *RUN)
+    return runner_pid(runtime)
+
+
+def sleeping(
+    project: Path, tmp_path: Path, name: str
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """A command whose child sleeps once it loaded the probe flow, and the child's facts."""
+    facts = tmp_path / f"{name}.json"
+    proc = start(project, *RUN, PROBE=str(facts), PROBE_SLEEP="60")
+    return proc, probe(facts)
+
+
 def test_the_first_command_starts_a_runner_the_next_ones_run_in_it(
     runtime: Path, project: Path, tmp_path: Path
 ) -> None:
@@ -183,8 +198,7 @@ def test_the_first_command_starts_a_runner_the_next_ones_run_in_it(
 
 
 def test_a_terminal_stays_a_terminal(runtime: Path, project: Path, tmp_path: Path) -> None:
-    command(project, *RUN)
-    runner = runner_pid(runtime)
+    runner = warm_runner(runtime, project)
     facts = {}
     for warm in ("1", "0"):
         leader, follower = pty.openpty()
@@ -208,8 +222,7 @@ def test_a_terminal_stays_a_terminal(runtime: Path, project: Path, tmp_path: Pat
 
 
 def test_exit_codes_and_errors_are_the_commands_own(runtime: Path, project: Path) -> None:
-    command(project, *RUN)
-    runner_pid(runtime)
+    warm_runner(runtime, project)
     for args in (("run", "flows/nothere.py"), ("eval", "--bogus"), ("run", "--help")):
         warm = command(project, *args)
         cold = command(project, *args, PROMPTLAB_WARM="0")
@@ -223,18 +236,15 @@ def test_exit_codes_and_errors_are_the_commands_own(runtime: Path, project: Path
 def test_a_signal_reaches_the_child_and_ends_the_command_as_it_would_end_it(
     runtime: Path, project: Path, tmp_path: Path
 ) -> None:
-    command(project, *RUN)
-    runner = runner_pid(runtime)
+    runner = warm_runner(runtime, project)
 
-    interrupted = start(project, *RUN, PROBE=str(tmp_path / "int.json"), PROBE_SLEEP="60")
-    child = probe(tmp_path / "int.json")
+    interrupted, child = sleeping(project, tmp_path, "int")
     assert child["ppid"] == runner
     interrupted.send_signal(signal.SIGINT)
     _, err = interrupted.communicate(timeout=30)
     assert interrupted.returncode == 130 and "interrupted" in err  # Ctrl-C, as in-process
 
-    terminated = start(project, *RUN, PROBE=str(tmp_path / "term.json"), PROBE_SLEEP="60")
-    child = probe(tmp_path / "term.json")
+    terminated, child = sleeping(project, tmp_path, "term")
     terminated.send_signal(signal.SIGTERM)
     terminated.communicate(timeout=30)
     assert terminated.returncode == -signal.SIGTERM  # died of it, as it would have
@@ -247,24 +257,24 @@ def state(pid: int) -> str:
 
 
 def wait_for_state(pid: int, wanted: str, timeout: float = 10) -> bool:
+    """Whether process ``pid`` is stopped (``wanted`` T) or not (any other letter) in time."""
+    stopped = wanted == "T"
     deadline = time.monotonic() + timeout
-    while (state(pid) == "T") != (wanted == "T") and time.monotonic() < deadline:
+    while (state(pid) == "T") != stopped and time.monotonic() < deadline:
         time.sleep(0.02)
-    return (state(pid) == "T") == (wanted == "T")
+    return (state(pid) == "T") == stopped
 
 
 def test_suspending_the_command_suspends_its_child(
     runtime: Path, project: Path, tmp_path: Path
 ) -> None:
-    command(project, *RUN)
-    runner_pid(runtime)
-    suspended = start(project, *RUN, PROBE=str(tmp_path / "stop.json"), PROBE_SLEEP="60")
-    child = probe(tmp_path / "stop.json")["pid"]
+    warm_runner(runtime, project)
+    suspended, child = sleeping(project, tmp_path, "stop")
     try:
         suspended.send_signal(signal.SIGTSTP)  # Ctrl-Z
-        assert wait_for_state(suspended.pid, "T") and wait_for_state(child, "T")
+        assert wait_for_state(suspended.pid, "T") and wait_for_state(child["pid"], "T")
         suspended.send_signal(signal.SIGCONT)  # fg
-        assert wait_for_state(suspended.pid, "S") and wait_for_state(child, "S")
+        assert wait_for_state(suspended.pid, "S") and wait_for_state(child["pid"], "S")
     finally:
         suspended.send_signal(signal.SIGINT)
         suspended.communicate(timeout=30)
@@ -274,10 +284,8 @@ def test_suspending_the_command_suspends_its_child(
 def test_a_killed_command_takes_its_child_with_it(
     runtime: Path, project: Path, tmp_path: Path
 ) -> None:
-    command(project, *RUN)
-    runner_pid(runtime)
-    killed = start(project, *RUN, PROBE=str(tmp_path / "kill.json"), PROBE_SLEEP="60")
-    child = probe(tmp_path / "kill.json")
+    warm_runner(runtime, project)
+    killed, child = sleeping(project, tmp_path, "kill")
     killed.kill()
     killed.communicate(timeout=30)
     assert gone(child["pid"])
